@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Install the command-line tools that `make run`, `make test` and CI need, skipping
+# whatever is already on PATH:
+#   make, curl            (apt)
+#   moto_server, cfn-lint (pip: moto[server], cfn-lint)
+#   wrk                   (apt; only with `ensure-tools.sh wrk`, for benchmarks)
+# and check that cargo exists (it must come from rustup; this script can't fetch it).
+#
+# Python tools go through `python3 -m pip` when that interpreter accepts installs
+# (pyenv, a venv, ...). On Debian's system Python, pip is blocked by PEP 668
+# ("externally-managed-environment"), so they go into a dedicated venv instead
+# (/opt/crm-tools/venv as root, ~/.local/share/crm-tools/venv otherwise) with the
+# entry points symlinked into /usr/local/bin (or ~/.local/bin) so they're on PATH.
+set -euo pipefail
+
+want_wrk=0
+for arg in "$@"; do
+  case $arg in
+    wrk) want_wrk=1 ;;
+    *) echo "usage: $0 [wrk]" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf 'ensure-tools: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+apt_updated=0
+apt_install() {
+  local sudo=()
+  have apt-get || die "no apt-get; install '$*' by hand"
+  if ! is_root; then
+    if have sudo && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      die "need root (or passwordless sudo) to apt-get install $*"
+    fi
+  fi
+  log "apt-get install $*"
+  # Lock timeout: ensure-postgres.sh may be running apt at the same time.
+  if [[ $apt_updated -eq 0 ]]; then
+    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq
+    apt_updated=1
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >&2
+  hash -r
+}
+
+# ---- apt tools ----------------------------------------------------------------
+apt_pkgs=()
+have make || apt_pkgs+=(make)
+# ca-certificates: a bare curl can't talk https (rustup, AWS endpoints) without it.
+have curl || apt_pkgs+=(curl ca-certificates)
+if [[ $want_wrk -eq 1 ]] && ! have wrk; then apt_pkgs+=(wrk); fi
+if [[ ${#apt_pkgs[@]} -gt 0 ]]; then apt_install "${apt_pkgs[@]}"; fi
+
+# ---- Python tools ---------------------------------------------------------------
+# command -> pip requirement
+declare -A py_tools=([moto_server]='moto[server]' [cfn-lint]='cfn-lint')
+missing_cmds=() missing_reqs=()
+for cmd in moto_server cfn-lint; do
+  if ! have "$cmd"; then
+    missing_cmds+=("$cmd")
+    missing_reqs+=("${py_tools[$cmd]}")
+  fi
+done
+
+# True when pip must not touch this interpreter's site-packages (PEP 668), i.e. a
+# distro Python outside any venv.
+externally_managed() {
+  python3 - <<'EOF'
+import os, sys, sysconfig
+in_venv = sys.prefix != sys.base_prefix
+marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
+sys.exit(0 if not in_venv and os.path.exists(marker) else 1)
+EOF
+}
+
+install_into_venv() {
+  local venv bindir cmd
+  if is_root; then
+    venv=/opt/crm-tools/venv bindir=/usr/local/bin
+  else
+    venv=${XDG_DATA_HOME:-$HOME/.local/share}/crm-tools/venv bindir=$HOME/.local/bin
+  fi
+  # Debian strips ensurepip out of the stdlib; python3-venv puts it back.
+  python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+  [[ -x $venv/bin/pip ]] || python3 -m venv "$venv"
+  log "pip install ${missing_reqs[*]} (into $venv)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${missing_reqs[@]}" >&2
+  mkdir -p "$bindir"
+  for cmd in "${missing_cmds[@]}"; do
+    [[ -x $venv/bin/$cmd ]] || die "$venv/bin/$cmd missing after pip install"
+    ln -sfn "$venv/bin/$cmd" "$bindir/$cmd"
+  done
+  case ":$PATH:" in
+    *":$bindir:"*) ;;
+    *) log "NOTE: add $bindir to PATH" ;;
+  esac
+}
+
+if [[ ${#missing_cmds[@]} -gt 0 ]]; then
+  have python3 || apt_install python3
+  if ! externally_managed && python3 -m pip --version >/dev/null 2>&1; then
+    log "pip install ${missing_reqs[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check "${missing_reqs[@]}" >&2
+    # pyenv only exposes new console scripts after a rehash.
+    if have pyenv; then pyenv rehash || true; fi
+  else
+    install_into_venv
+  fi
+  hash -r
+  for cmd in "${missing_cmds[@]}"; do
+    have "$cmd" || die "$cmd still not on PATH after installing (check pip's scripts dir is on PATH)"
+  done
+fi
+
+# ---- Rust toolchain ---------------------------------------------------------------
+# Checked last so everything else is in place once rustup has been run.
+if ! have cargo; then
+  if [[ -x $HOME/.cargo/bin/cargo ]]; then
+    die "cargo is installed in ~/.cargo/bin but not on PATH; run: . \"\$HOME/.cargo/env\""
+  fi
+  die "cargo not found. Install the Rust toolchain with rustup (not available via apt/pip here):
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    . \"\$HOME/.cargo/env\"
+  then re-run this script."
+fi
+
+log "ok: make curl moto_server cfn-lint cargo$([[ $want_wrk -eq 1 ]] && echo ' wrk')"

@@ -1,0 +1,153 @@
+//! Receipts of inbound calls: rejections, failures and the claim outcome.
+
+use super::GenericClient;
+use anyhow::Context;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Which system sent an inbound event (the `webhook_events.source` CHECK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Instantly,
+    Calcom,
+    Twilio,
+    C2s,
+    CrmApi,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Instantly => "instantly",
+            Source::Calcom => "calcom",
+            Source::Twilio => "twilio",
+            Source::C2s => "c2s",
+            Source::CrmApi => "crm_api",
+        }
+    }
+}
+
+/// The idempotency claim, as the flow functions in SQL answer it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Receipt {
+    /// This call did the work; `result` is its answer.
+    New { event_id: Uuid, result: Value },
+    /// Processed before; `result` is the first answer.
+    Seen { event_id: Uuid, result: Value },
+    /// Same key, different payload.
+    Mismatch,
+    /// Same key, still being processed elsewhere.
+    InFlight,
+}
+
+impl Receipt {
+    /// Reads `{"outcome", "event_id", "result"}` as returned by `instantly_reply_ingest` and `webhook_ignore`.
+    pub fn from_json(v: &Value) -> anyhow::Result<Self> {
+        let event_id = v["event_id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .context("receipt without event_id")?;
+        let result = v.get("result").cloned().unwrap_or(Value::Null);
+        Ok(match v["outcome"].as_str() {
+            Some("new") => Receipt::New { event_id, result },
+            Some("seen") => Receipt::Seen { event_id, result },
+            Some("mismatch") => Receipt::Mismatch,
+            Some("in_flight") => Receipt::InFlight,
+            other => anyhow::bail!("unknown receipt outcome {other:?}"),
+        })
+    }
+}
+
+/// A call refused before any work: kept for diagnosis, never holds the idempotency slot.
+pub struct Rejection<'a> {
+    pub source: Source,
+    pub idempotency_key: Option<&'a str>,
+    pub payload_hash: &'a str,
+    pub event_type: Option<&'a str>,
+    pub http_status: u16,
+    pub error_code: &'a str,
+    pub error: &'a str,
+}
+
+pub async fn record_rejection(db: &impl GenericClient, r: &Rejection<'_>) -> anyhow::Result<Uuid> {
+    let stmt = db
+        .prepare_cached(
+            "insert into webhook_events (source, idempotency_key, payload_hash, event_type, status, \
+             http_status, error_code, error, processed_at, duration_ms) \
+             values ($1, $2, $3, $4, 'rejected', $5, $6, $7, now(), 0) returning id",
+        )
+        .await
+        .context("preparing rejection insert")?;
+    let row = db
+        .query_one(
+            &stmt,
+            &[
+                &r.source.as_str(),
+                &r.idempotency_key,
+                &r.payload_hash,
+                &r.event_type,
+                &i32::from(r.http_status),
+                &r.error_code,
+                &r.error,
+            ],
+        )
+        .await
+        .context("recording a rejected webhook")?;
+    Ok(row.get(0))
+}
+
+/// An accepted event that failed on our side: recorded so it shows up, and so a retry can claim it.
+pub struct Failure<'a> {
+    pub source: Source,
+    pub idempotency_key: &'a str,
+    pub payload_hash: &'a str,
+    pub event_type: Option<&'a str>,
+    pub payload: Option<&'a Value>,
+    pub error_code: &'a str,
+    /// A short, caller-safe description (no payload content).
+    pub error: &'a str,
+}
+
+pub async fn record_failure(db: &impl GenericClient, f: &Failure<'_>) -> anyhow::Result<Option<Uuid>> {
+    let stmt = db
+        .prepare_cached("select webhook_fail($1, $2, $3, $4, $5, $6, $7)")
+        .await
+        .context("preparing failure record")?;
+    let row = db
+        .query_one(
+            &stmt,
+            &[
+                &f.source.as_str(),
+                &f.idempotency_key,
+                &f.payload_hash,
+                &f.event_type,
+                &f.payload,
+                &f.error_code,
+                &f.error,
+            ],
+        )
+        .await
+        .context("recording a failed webhook")?;
+    Ok(row.get(0))
+}
+
+/// Records a valid event that needs no work; replays get the same answer through the claim.
+pub async fn record_ignored(
+    db: &impl GenericClient,
+    source: Source,
+    key: &str,
+    hash: &str,
+    event_type: &str,
+    payload: &Value,
+    result: &Value,
+) -> anyhow::Result<Receipt> {
+    let stmt = db
+        .prepare_cached("select webhook_ignore($1, $2, $3, $4, $5, $6)")
+        .await
+        .context("preparing ignored-event record")?;
+    let row = db
+        .query_one(&stmt, &[&source.as_str(), &key, &hash, &event_type, payload, result])
+        .await
+        .context("recording an ignored webhook")?;
+    Receipt::from_json(&row.get::<_, Value>(0))
+}

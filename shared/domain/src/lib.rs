@@ -1,0 +1,17 @@
+//! The CRM domain: value types parsed at the edge, the webhook flows, and the
+//! PostgreSQL repositories they run on. Nothing here knows about Lambda, API
+//! Gateway or AWS; adapters in `crm-platform` translate to and from them.
+
+pub mod db;
+pub mod error;
+pub mod instantly;
+pub mod intent;
+pub mod migrations;
+pub mod outbox;
+pub mod secret;
+pub mod signature;
+pub mod types;
+
+pub use error::WebhookError;
+pub use secret::Secret;
+pub use types::{EmailAddress, IdempotencyKey, PayloadHash};

@@ -1,0 +1,116 @@
+//! The transactional outbox. Work for a queue is written as a row in the
+//! same transaction as the change that caused it; a relay publishes rows
+//! after commit and marks them, so a crash between commit and publish delays
+//! a message but never drops it. Publishing is at-least-once: every message
+//! carries a stable `message_id` that consumers deduplicate on.
+
+use crate::db::GenericClient;
+use anyhow::Context;
+use serde_json::Value;
+use std::{future::Future, pin::Pin};
+use uuid::Uuid;
+
+/// The queues work is handed to (the `outbox.queue` CHECK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueName {
+    Send,
+    Enrichment,
+    Media,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 3] = [QueueName::Send, QueueName::Enrichment, QueueName::Media];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Send => "send",
+            QueueName::Enrichment => "enrichment",
+            QueueName::Media => "media",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The queue port: SQS in AWS, an in-process channel locally.
+pub trait Publisher: Send + Sync {
+    fn publish<'a>(&'a self, queue: QueueName, message_id: Uuid, body: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// Writes a message for `queue`; call it inside the transaction of the change.
+pub async fn enqueue(db: &impl GenericClient, queue: QueueName, body: &Value) -> anyhow::Result<Uuid> {
+    let stmt = db
+        .prepare_cached("insert into outbox (queue, body) values ($1, $2) returning message_id")
+        .await
+        .context("preparing outbox insert")?;
+    let row = db
+        .query_one(&stmt, &[&queue.as_str(), body])
+        .await
+        .context("writing an outbox row")?;
+    Ok(row.get(0))
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayReport {
+    pub published: usize,
+    pub failed: usize,
+}
+
+/// Publishes up to `limit` unpublished rows, oldest first. Rows are locked
+/// with SKIP LOCKED, so concurrent relays split the work instead of sending
+/// a row twice; a row whose publish fails keeps its place with the error.
+pub async fn relay_batch(
+    client: &mut deadpool_postgres::Client,
+    publisher: &dyn Publisher,
+    limit: i64,
+) -> anyhow::Result<RelayReport> {
+    let tx = client.transaction().await.context("starting the relay transaction")?;
+    let stmt = tx
+        .prepare_cached(
+            "select id, queue, message_id, body::text from outbox where published_at is null \
+             order by id limit $1 for update skip locked",
+        )
+        .await
+        .context("preparing the outbox scan")?;
+    let rows = tx.query(&stmt, &[&limit]).await.context("reading unpublished outbox rows")?;
+    let mut report = RelayReport::default();
+    let mut published: Vec<i64> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.get(0);
+        let queue_name: String = row.get(1);
+        let message_id: Uuid = row.get(2);
+        let body: String = row.get(3);
+        let outcome = match QueueName::parse(&queue_name) {
+            Some(queue) => publisher.publish(queue, message_id, &body).await,
+            None => Err(anyhow::anyhow!("unknown queue {queue_name}")),
+        };
+        match outcome {
+            Ok(()) => published.push(id),
+            Err(err) => {
+                report.failed += 1;
+                tracing::warn!(outbox_id = id, %message_id, error = %format!("{err:#}"), "outbox publish failed");
+                tx.execute(
+                    "update outbox set attempts = attempts + 1, last_error = left($2, 500) where id = $1",
+                    &[&id, &format!("{err:#}")],
+                )
+                .await
+                .context("recording an outbox publish failure")?;
+            }
+        }
+    }
+    if !published.is_empty() {
+        tx.execute(
+            "update outbox set published_at = now(), attempts = attempts + 1, last_error = null where id = any($1)",
+            &[&published],
+        )
+        .await
+        .context("marking outbox rows published")?;
+    }
+    tx.commit().await.context("committing the relay batch")?;
+    report.published = published.len();
+    Ok(report)
+}

@@ -1,0 +1,240 @@
+//! Configuration, typed and read once per cold start. A missing or malformed
+//! variable fails start-up naming the variable.
+
+use crm_domain::{Secret, signature::Verifier};
+use std::{collections::HashMap, fmt};
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {name}: {reason}")]
+pub struct ConfigError {
+    pub name: String,
+    pub reason: String,
+}
+
+fn err(name: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { name: name.to_string(), reason: reason.into() }
+}
+
+/// A source of variables: the process environment, or a map in tests.
+#[derive(Clone, Default)]
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self(std::env::vars().collect())
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    /// Unset and empty are the same: absent.
+    pub fn optional(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, ConfigError> {
+        self.optional(name).ok_or_else(|| err(name, "is required"))
+    }
+
+    pub fn secret(&self, name: &str) -> Result<Secret, ConfigError> {
+        Secret::new(self.required(name)?).ok_or_else(|| err(name, "is required"))
+    }
+
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Ok(true),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Ok(false),
+            Some(_) => Err(err(name, "must be true or false")),
+        }
+    }
+
+    pub fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| err(name, "is not a valid number")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Production,
+    Staging,
+    Development,
+    Test,
+}
+
+impl AppEnv {
+    fn parse(env: &Env) -> Result<Self, ConfigError> {
+        // Unset means production: the safe default for anything deployed.
+        match env.optional("APP_ENV").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("production") | Some("prod") => Ok(Self::Production),
+            Some("staging") => Ok(Self::Staging),
+            Some("development") | Some("dev") | Some("local") => Ok(Self::Development),
+            Some("test") => Ok(Self::Test),
+            Some(_) => Err(err("APP_ENV", "must be production, staging, development or test")),
+        }
+    }
+}
+
+/// How to reach PostgreSQL: `DATABASE_URL`, or the `PG_*` set.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    pub pg: tokio_postgres::Config,
+    /// CA bundle for TLS to RDS (its CA is not in the public roots).
+    pub root_cert_path: Option<String>,
+    pub pool_max: usize,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("hosts", &self.pg.get_hosts().len())
+            .field("dbname", &self.pg.get_dbname())
+            .field("ssl_mode", &self.pg.get_ssl_mode())
+            .field("password", &"***")
+            .field("pool_max", &self.pool_max)
+            .finish()
+    }
+}
+
+impl DatabaseConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let pg = match env.optional("DATABASE_URL") {
+            Some(url) => url
+                .parse::<tokio_postgres::Config>()
+                .map_err(|_| err("DATABASE_URL", "is not a valid PostgreSQL URL"))?,
+            None => {
+                let mut pg = tokio_postgres::Config::new();
+                pg.host(env.required("PG_HOST").map_err(|_| err("DATABASE_URL", "or PG_HOST is required"))?);
+                pg.port(env.parse("PG_PORT", 5432u16)?);
+                pg.dbname(env.required("PG_DATABASE")?);
+                pg.user(env.required("PG_USER")?);
+                if let Some(pass) = env.optional("PG_PASSWORD") {
+                    pg.password(pass);
+                }
+                if let Some(mode) = env.optional("PG_SSLMODE") {
+                    pg.ssl_mode(match mode {
+                        "disable" => tokio_postgres::config::SslMode::Disable,
+                        "prefer" => tokio_postgres::config::SslMode::Prefer,
+                        "require" => tokio_postgres::config::SslMode::Require,
+                        _ => return Err(err("PG_SSLMODE", "must be disable, prefer or require")),
+                    });
+                }
+                pg
+            }
+        };
+        let mut pg = pg;
+        pg.application_name("crm-hub");
+        pg.connect_timeout(std::time::Duration::from_secs(5));
+        let pool_max = env.parse("PG_POOL_MAX", 2usize)?;
+        if pool_max == 0 {
+            return Err(err("PG_POOL_MAX", "must be at least 1"));
+        }
+        Ok(Self { pg, root_cert_path: env.optional("PGSSLROOTCERT").map(str::to_owned), pool_max })
+    }
+
+    pub fn from_url(url: &str, pool_max: usize) -> Result<Self, ConfigError> {
+        Self::from_env(&Env::from_pairs([("DATABASE_URL", url), ("PG_POOL_MAX", &pool_max.to_string())]))
+    }
+}
+
+/// Settings every function shares.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    pub app_env: AppEnv,
+    pub log_level: String,
+    pub dev_signature_bypass: bool,
+    pub database: DatabaseConfig,
+}
+
+impl CommonConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let app_env = AppEnv::parse(env)?;
+        let dev_signature_bypass = env.bool("DEV_SIGNATURE_BYPASS", false)?;
+        if dev_signature_bypass && app_env == AppEnv::Production {
+            return Err(err("DEV_SIGNATURE_BYPASS", "is refused when APP_ENV=production"));
+        }
+        Ok(Self {
+            app_env,
+            log_level: env.optional("LOG_LEVEL").unwrap_or("info").to_string(),
+            dev_signature_bypass,
+            database: DatabaseConfig::from_env(env)?,
+        })
+    }
+
+    /// The verifier for a webhook source: the secret named, or the bypass
+    /// (which makes the secret optional and says so loudly).
+    pub fn verifier(&self, env: &Env, secret_name: &str) -> Result<Verifier, ConfigError> {
+        if self.dev_signature_bypass {
+            tracing::warn!(
+                secret = secret_name,
+                app_env = ?self.app_env,
+                "DEV_SIGNATURE_BYPASS is ON: webhook signatures are NOT checked. Never use this outside development."
+            );
+            return Ok(Verifier::Bypass);
+        }
+        Ok(Verifier::Secret(env.secret(secret_name)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypass_is_refused_in_production_and_when_app_env_is_unset() {
+        for pairs in [
+            vec![("DATABASE_URL", "postgres://u@h/db"), ("DEV_SIGNATURE_BYPASS", "true"), ("APP_ENV", "production")],
+            vec![("DATABASE_URL", "postgres://u@h/db"), ("DEV_SIGNATURE_BYPASS", "true")],
+        ] {
+            let e = CommonConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
+            assert_eq!(e.name, "DEV_SIGNATURE_BYPASS");
+        }
+        let ok = CommonConfig::from_env(&Env::from_pairs([
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DEV_SIGNATURE_BYPASS", "true"),
+            ("APP_ENV", "development"),
+        ]))
+        .unwrap();
+        assert!(ok.dev_signature_bypass);
+    }
+
+    #[test]
+    fn malformed_values_fail_with_their_name() {
+        let e = CommonConfig::from_env(&Env::from_pairs([("DATABASE_URL", "postgres://u@h/db"), ("DEV_SIGNATURE_BYPASS", "maybe")]))
+            .unwrap_err();
+        assert_eq!(e.name, "DEV_SIGNATURE_BYPASS");
+        let e = CommonConfig::from_env(&Env::from_pairs([("DATABASE_URL", "postgres://u@h/db"), ("PG_POOL_MAX", "lots")])).unwrap_err();
+        assert_eq!(e.name, "PG_POOL_MAX");
+        let e = CommonConfig::from_env(&Env::from_pairs([("APP_ENV", "moon")])).unwrap_err();
+        assert_eq!(e.name, "APP_ENV");
+    }
+
+    #[test]
+    fn database_comes_from_url_or_the_pg_set() {
+        let e = CommonConfig::from_env(&Env::default()).unwrap_err();
+        assert_eq!(e.name, "DATABASE_URL");
+        let c = DatabaseConfig::from_env(&Env::from_pairs([
+            ("PG_HOST", "db.internal"),
+            ("PG_DATABASE", "crm"),
+            ("PG_USER", "crm"),
+            ("PG_PASSWORD", "s3cret"),
+        ]))
+        .unwrap();
+        assert_eq!(c.pg.get_dbname(), Some("crm"));
+        assert_eq!(c.pg.get_ports(), &[5432]);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let e = DatabaseConfig::from_env(&Env::from_pairs([("PG_HOST", "h"), ("PG_USER", "u")])).unwrap_err();
+        assert_eq!(e.name, "PG_DATABASE");
+    }
+
+    #[test]
+    fn missing_secret_fails_unless_bypassed() {
+        let env = Env::from_pairs([("DATABASE_URL", "postgres://u@h/db"), ("APP_ENV", "test")]);
+        let common = CommonConfig::from_env(&env).unwrap();
+        assert_eq!(common.verifier(&env, "HMAC_SHARED_SECRET_INSTANTLY").unwrap_err().name, "HMAC_SHARED_SECRET_INSTANTLY");
+    }
+}

@@ -1,0 +1,10 @@
+//! Adapters that keep Lambda, AWS and connection details out of the domain:
+//! typed configuration, the Postgres pool, the queue and blob ports, HTTP
+//! responses, and logging.
+
+pub mod blob;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod queue;
+pub mod telemetry;
