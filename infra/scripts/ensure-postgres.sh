@@ -56,7 +56,7 @@ _ensure_pg_main() (
       apt_updated=1
     fi
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-      apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@"
+      apt-get -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0 install -y -qq --no-install-recommends "$@"
     hash -r
   }
 

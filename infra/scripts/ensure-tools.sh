@@ -44,7 +44,7 @@ apt_install() {
     apt_updated=1
   fi
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >&2
+    apt-get -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0 install -y -qq --no-install-recommends "$@" >&2
   hash -r
 }
 
@@ -123,7 +123,7 @@ if ! have cargo; then
   if [[ -x $HOME/.cargo/bin/cargo ]]; then
     die "cargo is installed in ~/.cargo/bin but not on PATH; run: . \"\$HOME/.cargo/env\""
   fi
-  die "cargo not found. Install the Rust toolchain with rustup (not available via apt/pip here):
+  die "cargo not found. The Rust toolchain comes from rustup, which this script cannot install for you:
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
     . \"\$HOME/.cargo/env\"
   then re-run this script."

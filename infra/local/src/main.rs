@@ -1,1 +1,77 @@
-fn main() {}
+//! The whole system on one machine: every HTTP function mounted at its API
+//! Gateway path on one port, the same handlers Lambda runs, workers and the
+//! outbox relay in-process, media in a local folder, real PostgreSQL.
+
+mod routes;
+
+use anyhow::Context;
+use crm_platform::{
+    config::{CommonConfig, Env},
+    db::{self, build_pool},
+    queue::InProcessQueue,
+    telemetry,
+};
+use std::{sync::Arc, time::Duration};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::from_process();
+    let common = CommonConfig::from_env(&env)?;
+    telemetry::init(&common.log_level);
+    let port: u16 = env.parse("PORT", 3000)?;
+
+    let applied = db::migrate(&common.database).await.context("applying migrations")?;
+    tracing::info!(?applied, "database migrated");
+
+    let table = routes::build(&common, &env)?;
+
+    // Workers: the outbox relay feeds in-process queues. No consumer is
+    // registered for a queue yet (the send/enrichment/media workers arrive
+    // with their issues), so messages wait in memory and are reported.
+    let (queue, receivers) = InProcessQueue::new();
+    for (name, mut rx) in receivers {
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                tracing::warn!(queue = name.as_str(), message_id = %msg.message_id, "no local worker for this queue yet");
+            }
+        });
+    }
+    let relay_pool = build_pool(&common.database)?;
+    let queue = Arc::new(queue);
+    tokio::spawn(async move {
+        loop {
+            match outbox_relay::relay(&relay_pool, queue.as_ref(), Duration::from_secs(5)).await {
+                Ok(r) if r.published + r.failed > 0 => {
+                    tracing::info!(published = r.published, failed = r.failed, "outbox relay")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "outbox relay failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port} (set PORT to use another)"))?;
+    print_banner(port, &table);
+    axum::serve(listener, routes::router(table))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving HTTP")
+}
+
+fn print_banner(port: u16, table: &routes::Table) {
+    let base = format!("http://127.0.0.1:{port}");
+    println!("\nCRM hub listening on {base}");
+    println!("  GET  {base}/health");
+    for r in table.routes() {
+        println!("  {:<4} {base}{}", r.method, r.path);
+    }
+    println!("\nTry the Instantly webhook (seed shape, shared-secret header; `make run` defaults the secret to dev-instantly-secret):");
+    println!(
+        "  curl -s -X POST {base}/crm/webhooks/instantly/reply \\\n    -H 'Content-Type: application/json' \\\n    -H \"X-Webhook-Secret: $HMAC_SHARED_SECRET_INSTANTLY\" \\\n    -d '{{\"event\":\"reply_received\",\"lead\":{{\"email\":\"jane@example.com\",\"full_name\":\"Jane Doe\"}},\"message\":{{\"text\":\"Interested! Can we book a call?\",\"subject\":\"Re: hello\"}},\"idempotency_key\":\"demo-1\"}}'\n"
+    );
+}

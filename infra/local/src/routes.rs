@@ -1,0 +1,99 @@
+//! The route table: API Gateway paths → the functions' own `handle`, and the
+//! translation between axum's request/response and `lambda_http`'s.
+
+use crm_platform::config::{CommonConfig, ConfigError, Env};
+use lambda_http::RequestExt;
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
+
+type Handler =
+    Arc<dyn Fn(lambda_http::Request) -> Pin<Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + Send>> + Send + Sync>;
+
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    handler: Handler,
+}
+
+pub struct Table(Vec<Route>);
+
+impl Table {
+    pub fn routes(&self) -> &[Route] {
+        &self.0
+    }
+}
+
+/// One entry per HTTP function; each builds its own `Deps` as its Lambda would.
+pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError> {
+    let instantly = Arc::new(instantly_reply::Deps::new(common, env)?);
+    let (method, path) = instantly_reply::ROUTE;
+    let routes = vec![Route {
+        method,
+        path,
+        handler: Arc::new(move |req| {
+            let deps = instantly.clone();
+            Box::pin(async move { instantly_reply::handle(req, &deps).await })
+        }),
+    }];
+    Ok(Arc::new(Table(routes)))
+}
+
+/// API Gateway's payload limit for HTTP APIs.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+pub fn router(table: Arc<Table>) -> axum::Router {
+    axum::Router::new()
+        .route("/health", axum::routing::get(|| async { respond(crm_platform::http::json(200, &serde_json::json!({"status": "ok"}))) }))
+        .fallback(move |req: axum::extract::Request| dispatch(table.clone(), req))
+}
+
+async fn dispatch(table: Arc<Table>, req: axum::extract::Request) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let Some(route) = table.0.iter().find(|r| r.method == parts.method.as_str() && r.path == path) else {
+        let known_path = table.0.iter().any(|r| r.path == path);
+        let (status, code, msg) = if known_path {
+            (405, "method_not_allowed", "Method not allowed")
+        } else {
+            (404, "not_found", "Not found")
+        };
+        return respond(crm_platform::http::json(status, &serde_json::json!({"error": msg, "code": code})));
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let body = serde_json::json!({"error": "Payload too large", "code": "payload_too_large"});
+            return respond(crm_platform::http::json(413, &body));
+        }
+    };
+    let query: HashMap<String, Vec<String>> =
+        parts.uri.query().map(parse_query).unwrap_or_default();
+    let mut builder = http::Request::builder().method(parts.method).uri(parts.uri);
+    for (name, value) in &parts.headers {
+        builder = builder.header(name, value);
+    }
+    let lambda_req = builder
+        .body(lambda_http::Body::Binary(bytes.to_vec()))
+        .expect("parts of a valid request")
+        .with_raw_http_path(path)
+        .with_query_string_parameters(query);
+    respond((route.handler)(lambda_req).await)
+}
+
+fn parse_query(q: &str) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        out.entry(k.into_owned()).or_default().push(v.into_owned());
+    }
+    out
+}
+
+fn respond(resp: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
+    let (parts, body) = resp.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Empty => Vec::new(),
+        lambda_http::Body::Text(t) => t.into_bytes(),
+        lambda_http::Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make run`: PostgreSQL (found, started or installed), migrations, then every
+# HTTP function on one port with the workers in-process.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+profile="${PROFILE:-debug}"
+command -v cargo >/dev/null || { echo "cargo is required (install Rust with rustup)" >&2; exit 1; }
+
+if [[ -z "${DATABASE_URL:-}" ]]; then
+  admin_url="$(bash infra/scripts/ensure-postgres.sh | tail -n 1)"
+  db="${LOCAL_DB_NAME:-crm_local}"
+  if ! psql "$admin_url" -tAc "select 1 from pg_database where datname = '$db'" | grep -q 1; then
+    psql "$admin_url" -qc "create database $db"
+  fi
+  export DATABASE_URL="${admin_url%/*}/$db"
+else
+  bash infra/scripts/ensure-postgres.sh >/dev/null
+fi
+
+# Local defaults; anything already in the environment wins.
+export APP_ENV="${APP_ENV:-development}"
+export HMAC_SHARED_SECRET_INSTANTLY="${HMAC_SHARED_SECRET_INSTANTLY:-dev-instantly-secret}"
+export PG_POOL_MAX="${PG_POOL_MAX:-16}"
+export LOG_FORMAT="${LOG_FORMAT:-text}"
+export LOG_LEVEL="${LOG_LEVEL:-info}"
+export MEDIA_DIR="${MEDIA_DIR:-$PWD/.local/media}"
+export PORT="${PORT:-3000}"
+
+if [[ "$profile" == "release" ]]; then
+  cargo build --release --locked -p local-runner
+  exec target/release/local-runner
+else
+  cargo build --locked -p local-runner
+  exec target/debug/local-runner
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make test`: every test against a real PostgreSQL (each test gets its own
+# database, copied from a migrated template) and a local AWS-compatible
+# server (moto) for the SQS and S3 adapters.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bash infra/scripts/ensure-tools.sh
+admin_url="$(bash infra/scripts/ensure-postgres.sh | tail -n 1)"
+export TEST_DATABASE_URL="$admin_url"
+# Leftovers of an interrupted run.
+bash infra/scripts/drop-test-dbs.sh "$admin_url"
+
+cargo test --workspace --locked "$@"
