@@ -99,7 +99,10 @@ create index deal_stage_history_deal_idx on deal_stage_history (deal_id, changed
 create table webhook_events (
     id               uuid primary key default gen_random_uuid(),
     source           text not null check (source in ('instantly', 'calcom', 'twilio', 'c2s', 'crm_api')),
+    -- Set only for accepted events: a rejected (e.g. forged) call never occupies a key.
     idempotency_key  text check (length(idempotency_key) between 1 and 255),
+    -- The key a rejected call offered, for diagnosis.
+    offered_key      text check (length(offered_key) between 1 and 255),
     payload_hash     text not null check (payload_hash ~ '^[0-9a-f]{64}$'),
     event_type       text,
     status           text not null default 'received'
@@ -113,11 +116,14 @@ create table webhook_events (
     attempts         integer not null default 1,
     received_at      timestamptz not null default now(),
     processed_at     timestamptz,
-    duration_ms      integer
-);
--- One accepted event per key and source; rejected calls never occupy a key (a forged call cannot squat it).
-create unique index webhook_events_idempotency on webhook_events (source, idempotency_key) where status <> 'rejected';
-create index webhook_events_status_idx on webhook_events (source, status, received_at desc);
+    duration_ms      integer,
+    constraint webhook_events_rejected_hold_no_key check (status <> 'rejected' or idempotency_key is null),
+    constraint webhook_events_accepted_have_a_key check (status = 'rejected' or idempotency_key is not null),
+    -- One accepted event per key and source.
+    constraint webhook_events_idempotency unique (source, idempotency_key)
+) with (fillfactor = 85);  -- room for the received → processed update to stay on its page (HOT)
+-- Diagnostics read by source and time; status is deliberately not indexed so the status update stays HOT.
+create index webhook_events_source_time_idx on webhook_events (source, received_at desc);
 
 create table activities (
     id               uuid primary key default gen_random_uuid(),

@@ -17,7 +17,7 @@ declare
 begin
     insert into webhook_events (source, idempotency_key, payload_hash, event_type, payload)
     values (p_source, p_key, p_hash, p_event_type, p_payload)
-    on conflict (source, idempotency_key) where status <> 'rejected' do nothing
+    on conflict (source, idempotency_key) do nothing
     returning id into event_id;
     if event_id is not null then
         outcome := 'new';
@@ -25,7 +25,7 @@ begin
     end if;
 
     select * into existing from webhook_events
-    where source = p_source and idempotency_key = p_key and status <> 'rejected'
+    where source = p_source and idempotency_key = p_key
     for update;
     event_id := existing.id;
     if existing.payload_hash <> p_hash then
@@ -62,7 +62,7 @@ language sql as $$
     insert into webhook_events as w (source, idempotency_key, payload_hash, event_type, payload, status,
                                      http_status, error_code, error, processed_at, duration_ms)
     values (p_source, p_key, p_hash, p_event_type, p_payload, 'failed', 500, p_error_code, p_error, now(), 0)
-    on conflict (source, idempotency_key) where status <> 'rejected' do update
+    on conflict (source, idempotency_key) do update
     set status = 'failed', http_status = 500, error_code = excluded.error_code, error = excluded.error,
         processed_at = now(),
         duration_ms = greatest(0, (extract(epoch from now() - w.received_at) * 1000)::integer)
@@ -79,8 +79,8 @@ language plpgsql as $$
 declare
     v_claim       record;
     v_contact     uuid;
-    v_activity    uuid;
-    v_system      uuid;
+    v_activity    uuid := gen_random_uuid();
+    v_system      uuid := gen_random_uuid();
     v_pipeline    uuid;
     v_target      uuid;
     v_target_pos  integer;
@@ -96,11 +96,20 @@ declare
     v_received    timestamptz := (p ->> 'received_at')::timestamptz;
     v_sys_body    text;
     v_result      jsonb;
+    v_event       uuid;
 begin
-    select * into v_claim
-    from webhook_claim('instantly', p ->> 'idempotency_key', p ->> 'payload_hash', 'reply_received', p_payload);
-    if v_claim.outcome <> 'new' then
-        return jsonb_build_object('outcome', v_claim.outcome, 'event_id', v_claim.event_id, 'result', v_claim.result);
+    -- Fast path: a new key costs one insert. A taken key goes through webhook_claim.
+    insert into webhook_events (source, idempotency_key, payload_hash, event_type, payload)
+    values ('instantly', p ->> 'idempotency_key', p ->> 'payload_hash', 'reply_received', p_payload)
+    on conflict (source, idempotency_key) do nothing
+    returning id into v_event;
+    if v_event is null then
+        select * into v_claim
+        from webhook_claim('instantly', p ->> 'idempotency_key', p ->> 'payload_hash', 'reply_received', p_payload);
+        if v_claim.outcome <> 'new' then
+            return jsonb_build_object('outcome', v_claim.outcome, 'event_id', v_claim.event_id, 'result', v_claim.result);
+        end if;
+        v_event := v_claim.event_id;
     end if;
 
     insert into contacts as c (email, full_name, first_name, last_name, company, website, source,
@@ -128,9 +137,9 @@ begin
         on conflict (contact_id, channel) do nothing;
     end if;
 
-    select id into strict v_pipeline from pipelines where is_default;
-    select id, position, name into strict v_target, v_target_pos, v_target_name
-    from pipeline_stages where pipeline_id = v_pipeline and name = p ->> 'target_stage';
+    select pl.id, st.id, st.position, st.name into strict v_pipeline, v_target, v_target_pos, v_target_name
+    from pipelines pl join pipeline_stages st on st.pipeline_id = pl.id and st.name = p ->> 'target_stage'
+    where pl.is_default;
 
     -- The open deal, locked; created when there is none (a concurrent creator wins the unique index).
     for attempt in 1..2 loop
@@ -147,7 +156,7 @@ begin
         if v_deal is not null then
             v_created := true;
             insert into deal_stage_history (deal_id, from_stage_id, to_stage_id, actor, source_event_id)
-            values (v_deal, null, v_target, 'instantly', v_claim.event_id);
+            values (v_deal, null, v_target, 'instantly', v_event);
             exit;
         end if;
     end loop;
@@ -162,7 +171,7 @@ begin
         if v_deal_kind = 'open' and v_target_pos > v_deal_pos then
             update deals set stage_id = v_target, updated_at = now() where id = v_deal;
             insert into deal_stage_history (deal_id, from_stage_id, to_stage_id, actor, source_event_id)
-            values (v_deal, v_deal_stage, v_target, 'instantly', v_claim.event_id);
+            values (v_deal, v_deal_stage, v_target, 'instantly', v_event);
             v_moved := true;
             v_stage_name := v_target_name;
         else
@@ -170,21 +179,17 @@ begin
         end if;
     end if;
 
-    insert into activities (type, contact_id, deal_id, body, metadata, actor, source_event_id, occurred_at)
-    values ('email_in', v_contact, v_deal, p ->> 'body', p -> 'metadata', 'instantly', v_claim.event_id, v_received)
-    returning id into v_activity;
-
     v_sys_body := case
         when v_created then format('Deal created in %s from an Instantly reply (intent: %s)', v_stage_name, p ->> 'intent')
         when v_moved then format('Deal moved from %s to %s after an Instantly reply (intent: %s)', v_from_name, v_stage_name, p ->> 'intent')
         else format('Instantly reply logged; deal stays in %s (intent: %s)', v_stage_name, p ->> 'intent')
     end;
-    insert into activities (type, contact_id, deal_id, body, metadata, actor, source_event_id, occurred_at)
-    values ('system', v_contact, v_deal, v_sys_body,
+    insert into activities (id, type, contact_id, deal_id, body, metadata, actor, source_event_id, occurred_at)
+    values (v_activity, 'email_in', v_contact, v_deal, p ->> 'body', p -> 'metadata', 'instantly', v_event, v_received),
+           (v_system, 'system', v_contact, v_deal, v_sys_body,
             jsonb_build_object('intent', p ->> 'intent', 'deal_created', v_created, 'deal_moved', v_moved,
                                'from_stage', v_from_name, 'stage', v_stage_name, 'email_activity_id', v_activity),
-            'instantly', v_claim.event_id, now())
-    returning id into v_system;
+            'instantly', v_event, now());
 
     v_result := jsonb_build_object(
         'status', 'ok',
@@ -198,8 +203,11 @@ begin
         'deal_stage', v_stage_name,
         'deal_created', v_created,
         'system_activity_id', v_system);
-    perform webhook_complete(v_claim.event_id, 'processed', v_result);
-    return jsonb_build_object('outcome', 'new', 'event_id', v_claim.event_id, 'result', v_result);
+    update webhook_events
+    set status = 'processed', result = v_result, http_status = 200, processed_at = clock_timestamp(),
+        duration_ms = greatest(0, (extract(epoch from clock_timestamp() - received_at) * 1000)::integer)
+    where id = v_event;
+    return jsonb_build_object('outcome', 'new', 'event_id', v_event, 'result', v_result);
 end
 $$;
 

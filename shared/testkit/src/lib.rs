@@ -91,6 +91,14 @@ impl TestDb {
         Ok(Self { url: with_db(&admin_url(), &name), name })
     }
 
+    /// An empty database (no migrations), for testing the migration runner itself.
+    pub async fn empty() -> Self {
+        let admin = connect(&admin_url()).await.expect("connecting to the test PostgreSQL");
+        let name = format!("crmt_{}", uuid::Uuid::new_v4().simple());
+        admin.batch_execute(&format!("create database {name}")).await.expect("creating an empty test database");
+        Self { url: with_db(&admin_url(), &name), name }
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await.expect("connecting to the test database")
     }
@@ -131,5 +139,43 @@ mod tests {
         assert_eq!(with_db("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
         assert_eq!(with_db("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
         assert_eq!(with_db("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+    }
+}
+
+/// A local AWS-compatible server (`moto_server`, from PyPI) on a free port,
+/// stopped when dropped. `make test` installs it; `MOTO_SERVER` overrides the binary.
+pub struct MotoServer {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl MotoServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = std::process::Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin} ({e}); `make test` installs it with pip install 'moto[server]'"));
+        let server = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("moto_server did not start listening on port {port} within 10 s");
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

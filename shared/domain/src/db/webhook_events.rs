@@ -72,7 +72,7 @@ pub struct Rejection<'a> {
 pub async fn record_rejection(db: &impl GenericClient, r: &Rejection<'_>) -> anyhow::Result<Uuid> {
     let stmt = db
         .prepare_cached(
-            "insert into webhook_events (source, idempotency_key, payload_hash, event_type, status, \
+            "insert into webhook_events (source, offered_key, payload_hash, event_type, status, \
              http_status, error_code, error, processed_at, duration_ms) \
              values ($1, $2, $3, $4, 'rejected', $5, $6, $7, now(), 0) returning id",
         )
