@@ -14,9 +14,9 @@ if [[ -z "${DATABASE_URL:-}" ]]; then
     psql "$admin_url" -qc "create database $db"
   fi
   export DATABASE_URL="${admin_url%/*}/$db"
-else
-  bash infra/scripts/ensure-postgres.sh >/dev/null
 fi
+# A DATABASE_URL given by the caller is used as is: if it does not answer,
+# the runner stops at the migration step naming the connection error.
 
 # Local defaults; anything already in the environment wins.
 export APP_ENV="${APP_ENV:-development}"

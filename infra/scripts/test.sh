@@ -11,4 +11,12 @@ export TEST_DATABASE_URL="$admin_url"
 # Leftovers of an interrupted run.
 bash infra/scripts/drop-test-dbs.sh "$admin_url"
 
-cargo test --workspace --locked "$@"
+mkdir -p .local
+set +e
+cargo test --workspace --all-targets --locked "$@" 2>&1 | tee .local/test-output.txt
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' \
+  .local/test-output.txt | tee .local/test-summary.txt
+exit "$status"

@@ -10,17 +10,25 @@ fn main() {
         let path = entry.expect("migrations entry").path();
         let file = path.file_name().unwrap().to_string_lossy().to_string();
         println!("cargo:rerun-if-changed={}", path.display());
-        let Some(stem) = file.strip_suffix(".sql") else { continue };
+        let Some(stem) = file.strip_suffix(".sql") else {
+            continue;
+        };
         let (version, name) = stem
             .strip_prefix('V')
             .and_then(|rest| rest.split_once("__"))
             .unwrap_or_else(|| panic!("migration {file} is not named V<n>__<name>.sql"));
-        let version: u32 = version.parse().unwrap_or_else(|_| panic!("migration {file}: bad version"));
+        let version: u32 = version
+            .parse()
+            .unwrap_or_else(|_| panic!("migration {file}: bad version"));
         found.push((version, name.to_string(), fs::canonicalize(&path).unwrap()));
     }
     found.sort_by_key(|(v, _, _)| *v);
     for pair in found.windows(2) {
-        assert!(pair[0].0 != pair[1].0, "two migrations share version {}", pair[0].0);
+        assert!(
+            pair[0].0 != pair[1].0,
+            "two migrations share version {}",
+            pair[0].0
+        );
     }
     let mut out = String::from("pub(crate) static MIGRATIONS: &[Migration] = &[\n");
     for (version, name, path) in &found {

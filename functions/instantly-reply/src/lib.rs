@@ -47,7 +47,9 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "no database connection");
-                return http::error(&crm_domain::WebhookError::Unexpected(anyhow::anyhow!("pool: {e}")));
+                return http::error(&crm_domain::WebhookError::Unexpected(anyhow::anyhow!(
+                    "pool: {e}"
+                )));
             }
         };
         match instantly::receive(&client, &deps.verifier, inbound).await {
@@ -61,7 +63,11 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
                 http::json(200, &answer)
             }
             Err(err) => {
-                tracing::info!(status = err.status(), code = err.code(), "instantly event refused");
+                tracing::info!(
+                    status = err.status(),
+                    code = err.code(),
+                    "instantly event refused"
+                );
                 http::error(&err)
             }
         }

@@ -1,4 +1,7 @@
-use crm_platform::{config::{CommonConfig, Env}, telemetry};
+use crm_platform::{
+    config::{CommonConfig, Env},
+    telemetry,
+};
 use instantly_reply::{Deps, handle};
 use lambda_http::{Error, Request, service_fn};
 
@@ -8,5 +11,8 @@ async fn main() -> Result<(), Error> {
     let common = CommonConfig::from_env(&env)?;
     telemetry::init(&common.log_level);
     let deps: &'static Deps = Box::leak(Box::new(Deps::new(&common, &env)?));
-    lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(handle(req, deps).await) })).await
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(handle(req, deps).await)
+    }))
+    .await
 }

@@ -1,7 +1,10 @@
 //! Handler tests: the same `events/*.json` that `cargo lambda invoke` uses,
 //! against a fresh PostgreSQL database per test.
 
-use crm_domain::{Secret, signature::{Verifier, hmac_sha256_hex}};
+use crm_domain::{
+    Secret,
+    signature::{Verifier, hmac_sha256_hex},
+};
 use crm_platform::{config::DatabaseConfig, db::build_pool};
 use crm_testkit::{TestDb, event};
 use instantly_reply::{Deps, handle};
@@ -25,8 +28,14 @@ fn request(event_json: &str) -> Request {
 fn native_with(body: &str, headers: &[(&str, Option<&str>)]) -> Request {
     let mut ev: Value = serde_json::from_str(&event("instantly-reply/native.json")).unwrap();
     ev["body"] = json!(body);
-    ev["headers"]["x-signature"] = json!(format!("sha256={}", hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes())));
-    ev["headers"].as_object_mut().unwrap().remove("content-length");
+    ev["headers"]["x-signature"] = json!(format!(
+        "sha256={}",
+        hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes())
+    ));
+    ev["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content-length");
     for (name, value) in headers {
         match value {
             Some(v) => ev["headers"][*name] = json!(v),
@@ -66,11 +75,17 @@ async fn native_reply_creates_contact_activities_and_a_qualified_deal() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
     assert_eq!(body["step"], "E:deal_created_and_logged");
-    assert_eq!(body["idempotency_key"], "instantly:5c2a9f4e-8d17-4b3a-b6e0-91f2c7a4d835");
+    assert_eq!(
+        body["idempotency_key"],
+        "instantly:5c2a9f4e-8d17-4b3a-b6e0-91f2c7a4d835"
+    );
     assert_eq!(body["reply_status"], "meeting_request");
     assert_eq!(body["deal_stage"], "Qualified");
     for id in ["contact_id", "activity_id", "deal_id", "system_activity_id"] {
-        assert!(uuid::Uuid::parse_str(body[id].as_str().unwrap()).is_ok(), "{id}");
+        assert!(
+            uuid::Uuid::parse_str(body[id].as_str().unwrap()).is_ok(),
+            "{id}"
+        );
     }
 
     let pg = db.client().await;
@@ -97,7 +112,10 @@ async fn native_reply_creates_contact_activities_and_a_qualified_deal() {
     assert_eq!(d.get::<_, String>(1), "Qualified");
     assert_eq!(d.get::<_, String>(2), "open");
     let kinds: Vec<String> = pg
-        .query("select type from activities where deal_id::text = $1 order by created_at, type", &[&body["deal_id"].as_str()])
+        .query(
+            "select type from activities where deal_id::text = $1 order by created_at, type",
+            &[&body["deal_id"].as_str()],
+        )
         .await
         .unwrap()
         .iter()
@@ -105,16 +123,29 @@ async fn native_reply_creates_contact_activities_and_a_qualified_deal() {
         .collect();
     assert_eq!(kinds.len(), 2);
     assert!(kinds.contains(&"email_in".to_string()) && kinds.contains(&"system".to_string()));
-    let email_body: String = pg.query_one("select body from activities where type = 'email_in'", &[]).await.unwrap().get(0);
-    assert!(!email_body.contains("escreveu"), "quoted history is not part of the logged reply");
+    let email_body: String = pg
+        .query_one("select body from activities where type = 'email_in'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !email_body.contains("escreveu"),
+        "quoted history is not part of the logged reply"
+    );
     let ev = pg
-        .query_one("select status, http_status, result->>'contact_id' from webhook_events", &[])
+        .query_one(
+            "select status, http_status, result->>'contact_id' from webhook_events",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(ev.get::<_, String>(0), "processed");
     assert_eq!(ev.get::<_, i32>(1), 200);
     assert_eq!(ev.get::<_, String>(2), body["contact_id"].as_str().unwrap());
-    assert_eq!(count(&pg, "select count(*) from deal_stage_history").await, 1);
+    assert_eq!(
+        count(&pg, "select count(*) from deal_stage_history").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -126,7 +157,13 @@ async fn replay_answers_409_with_the_first_ids_and_writes_nothing() {
     assert_eq!(status, 409);
     assert_eq!(replay["error"], "Duplicate event");
     assert_eq!(replay["code"], "duplicate_event");
-    for id in ["contact_id", "activity_id", "deal_id", "system_activity_id", "idempotency_key"] {
+    for id in [
+        "contact_id",
+        "activity_id",
+        "deal_id",
+        "system_activity_id",
+        "idempotency_key",
+    ] {
         assert_eq!(replay[id], first[id], "{id}");
     }
     let pg = db.client().await;
@@ -144,7 +181,11 @@ async fn seed_payload_authenticated_by_shared_secret_header_is_processed() {
     assert_eq!(body["reply_status"], "interested");
     assert_eq!(body["deal_stage"], "Qualified");
     let pg = db.client().await;
-    let email: String = pg.query_one("select email from contacts", &[]).await.unwrap().get(0);
+    let email: String = pg
+        .query_one("select email from contacts", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(email, "john.doe@acme.com");
 }
 
@@ -154,17 +195,31 @@ async fn bad_signature_is_401_recorded_as_rejected_and_writes_nothing_else() {
     let deps = deps(&db);
     let (status, body) = send(&deps, request(&event("instantly-reply/bad-signature.json"))).await;
     assert_eq!(status, 401);
-    assert_eq!(body, json!({"error": "invalid signature", "code": "signature_invalid"}));
+    assert_eq!(
+        body,
+        json!({"error": "invalid signature", "code": "signature_invalid"})
+    );
     let pg = db.client().await;
     let row = pg
-        .query_one("select status, http_status, error_code, idempotency_key, payload from webhook_events", &[])
+        .query_one(
+            "select status, http_status, error_code, idempotency_key, payload from webhook_events",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "rejected");
     assert_eq!(row.get::<_, i32>(1), 401);
     assert_eq!(row.get::<_, String>(2), "signature_invalid");
-    assert_eq!(row.get::<_, Option<String>>(3), None, "a forged call never claims a key");
-    assert_eq!(row.get::<_, Option<Value>>(4), None, "an unauthenticated body is not stored");
+    assert_eq!(
+        row.get::<_, Option<String>>(3),
+        None,
+        "a forged call never claims a key"
+    );
+    assert_eq!(
+        row.get::<_, Option<Value>>(4),
+        None,
+        "an unauthenticated body is not stored"
+    );
     assert_eq!(count(&pg, "select count(*) from contacts").await, 0);
 
     // The real event with the same key still goes through afterwards.
@@ -178,7 +233,10 @@ async fn missing_signature_is_401() {
     let deps = deps(&db);
     let req = native_with(&native_body().to_string(), &[("x-signature", None)]);
     let (status, body) = send(&deps, req).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("signature_missing")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("signature_missing"))
+    );
 }
 
 #[tokio::test]
@@ -187,15 +245,42 @@ async fn caller_errors_map_to_400_413_415_422_and_are_recorded() {
     let deps = deps(&db);
     let cases: Vec<(Request, u16, &str)> = vec![
         (native_with("{\"event_type\": ", &[]), 400, "malformed_json"),
-        (native_with(&native_body().to_string(), &[("content-type", Some("text/plain"))]), 415, "unsupported_media_type"),
-        (native_with(&"x".repeat(256 * 1024 + 1), &[]), 413, "payload_too_large"),
         (
-            native_with(&{ let mut b = native_body(); b["lead_email"] = json!("maria at example"); b }.to_string(), &[]),
+            native_with(
+                &native_body().to_string(),
+                &[("content-type", Some("text/plain"))],
+            ),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            native_with(&"x".repeat(256 * 1024 + 1), &[]),
+            413,
+            "payload_too_large",
+        ),
+        (
+            native_with(
+                &{
+                    let mut b = native_body();
+                    b["lead_email"] = json!("maria at example");
+                    b
+                }
+                .to_string(),
+                &[],
+            ),
             422,
             "validation_failed",
         ),
         (
-            native_with(&{ let mut b = native_body(); b.as_object_mut().unwrap().remove("lead_email"); b }.to_string(), &[]),
+            native_with(
+                &{
+                    let mut b = native_body();
+                    b.as_object_mut().unwrap().remove("lead_email");
+                    b
+                }
+                .to_string(),
+                &[],
+            ),
             422,
             "validation_failed",
         ),
@@ -210,7 +295,14 @@ async fn caller_errors_map_to_400_413_415_422_and_are_recorded() {
         }
     }
     let pg = db.client().await;
-    assert_eq!(count(&pg, "select count(*) from webhook_events where status = 'rejected'").await, n);
+    assert_eq!(
+        count(
+            &pg,
+            "select count(*) from webhook_events where status = 'rejected'"
+        )
+        .await,
+        n
+    );
     assert_eq!(count(&pg, "select count(*) from contacts").await, 0);
     assert_eq!(count(&pg, "select count(*) from activities").await, 0);
 }
@@ -235,11 +327,22 @@ async fn idempotency_key_header_wins_over_the_payload_id() {
     let db = TestDb::new().await;
     let deps = deps(&db);
     let body = native_body().to_string();
-    let (s1, b1) = send(&deps, native_with(&body, &[("idempotency-key", Some("hdr-1"))])).await;
-    let (s2, b2) = send(&deps, native_with(&body, &[("idempotency-key", Some("hdr-2"))])).await;
+    let (s1, b1) = send(
+        &deps,
+        native_with(&body, &[("idempotency-key", Some("hdr-1"))]),
+    )
+    .await;
+    let (s2, b2) = send(
+        &deps,
+        native_with(&body, &[("idempotency-key", Some("hdr-2"))]),
+    )
+    .await;
     assert_eq!((s1, s2), (200, 200));
     assert_eq!(b1["idempotency_key"], "hdr-1");
-    assert_eq!(b2["contact_id"], b1["contact_id"], "same person, one contact");
+    assert_eq!(
+        b2["contact_id"], b1["contact_id"],
+        "same person, one contact"
+    );
     assert_eq!(b2["deal_id"], b1["deal_id"], "one open deal per contact");
 }
 
@@ -252,7 +355,11 @@ async fn other_instantly_events_are_recorded_and_ignored() {
     assert_eq!(body["status"], "ignored");
     assert_eq!(body["event_type"], "email_opened");
     let pg = db.client().await;
-    let st: String = pg.query_one("select status from webhook_events", &[]).await.unwrap().get(0);
+    let st: String = pg
+        .query_one("select status from webhook_events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(st, "ignored");
     assert_eq!(count(&pg, "select count(*) from contacts").await, 0);
 }
@@ -261,7 +368,11 @@ async fn other_instantly_events_are_recorded_and_ignored() {
 async fn turkish_unsubscribe_records_an_email_opt_out_and_keeps_the_deal_new() {
     let db = TestDb::new().await;
     let deps = deps(&db);
-    let (status, body) = send(&deps, request(&event("instantly-reply/unsubscribe-tr.json"))).await;
+    let (status, body) = send(
+        &deps,
+        request(&event("instantly-reply/unsubscribe-tr.json")),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reply_status"], "unsubscribe");
     assert_eq!(body["deal_stage"], "New");
@@ -270,7 +381,10 @@ async fn turkish_unsubscribe_records_an_email_opt_out_and_keeps_the_deal_new() {
         .query_one("select o.channel, o.source from opt_outs o join contacts c on c.id = o.contact_id where c.email = 'ahmet.yilmaz@example.com.tr'", &[])
         .await
         .unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("email".into(), "instantly".into()));
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("email".into(), "instantly".into())
+    );
 }
 
 #[tokio::test]
@@ -289,9 +403,15 @@ async fn a_deal_is_never_moved_backwards() {
     assert_eq!(second["deal_stage"], "Qualified");
     assert_eq!(second["deal_id"], first["deal_id"]);
     let pg = db.client().await;
-    assert_eq!(count(&pg, "select count(*) from deal_stage_history").await, 1);
+    assert_eq!(
+        count(&pg, "select count(*) from deal_stage_history").await,
+        1
+    );
     let sys: String = pg
-        .query_one("select body from activities where id::text = $1", &[&second["system_activity_id"].as_str()])
+        .query_one(
+            "select body from activities where id::text = $1",
+            &[&second["system_activity_id"].as_str()],
+        )
         .await
         .unwrap()
         .get(0);
@@ -323,7 +443,13 @@ async fn a_new_deal_moves_from_new_to_qualified_with_history() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(moves, vec![(None, "New".to_string()), (Some("New".to_string()), "Qualified".to_string())]);
+    assert_eq!(
+        moves,
+        vec![
+            (None, "New".to_string()),
+            (Some("New".to_string()), "Qualified".to_string())
+        ]
+    );
 }
 
 #[tokio::test]
@@ -332,19 +458,46 @@ async fn a_failed_event_is_recorded_and_can_be_retried() {
     let deps = deps(&db);
     let pg = db.client().await;
     // Break the flow on our side: the default pipeline has no "Qualified" stage.
-    pg.batch_execute("update pipeline_stages set name = 'Qualified (renamed)' where name = 'Qualified'").await.unwrap();
+    pg.batch_execute(
+        "update pipeline_stages set name = 'Qualified (renamed)' where name = 'Qualified'",
+    )
+    .await
+    .unwrap();
     let (status, body) = send(&deps, request(&event("instantly-reply/native.json"))).await;
     assert_eq!(status, 500);
-    assert_eq!(body, json!({"error": "Internal error", "code": "internal_error"}));
-    let row = pg.query_one("select status, error_code from webhook_events", &[]).await.unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("failed".into(), "internal_error".into()));
-    assert_eq!(count(&pg, "select count(*) from contacts").await, 0, "the failed flow rolled back");
+    assert_eq!(
+        body,
+        json!({"error": "Internal error", "code": "internal_error"})
+    );
+    let row = pg
+        .query_one("select status, error_code from webhook_events", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("failed".into(), "internal_error".into())
+    );
+    assert_eq!(
+        count(&pg, "select count(*) from contacts").await,
+        0,
+        "the failed flow rolled back"
+    );
 
-    pg.batch_execute("update pipeline_stages set name = 'Qualified' where name = 'Qualified (renamed)'").await.unwrap();
+    pg.batch_execute(
+        "update pipeline_stages set name = 'Qualified' where name = 'Qualified (renamed)'",
+    )
+    .await
+    .unwrap();
     let (status, body) = send(&deps, request(&event("instantly-reply/native.json"))).await;
     assert_eq!(status, 200, "{body}");
-    let row = pg.query_one("select status, attempts from webhook_events", &[]).await.unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("processed".into(), 2));
+    let row = pg
+        .query_one("select status, attempts from webhook_events", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        ("processed".into(), 2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -373,8 +526,16 @@ async fn twenty_identical_requests_at_once_give_one_200_and_nineteen_409() {
         ids.insert(body["deal_id"].as_str().unwrap().to_string());
     }
     statuses.sort();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
     assert_eq!(ids.len(), 1, "every answer names the same deal");
     let pg = db.client().await;
     assert_eq!(count(&pg, "select count(*) from contacts").await, 1);

@@ -10,11 +10,18 @@ pub const BATCH: i64 = 100;
 
 /// Drains the outbox in batches until it is empty, a batch makes no
 /// progress, or `budget` is spent (a Lambda invocation has a deadline).
-pub async fn relay(pool: &PgPool, publisher: &dyn Publisher, budget: Duration) -> anyhow::Result<RelayReport> {
+pub async fn relay(
+    pool: &PgPool,
+    publisher: &dyn Publisher,
+    budget: Duration,
+) -> anyhow::Result<RelayReport> {
     use anyhow::Context;
     let started = Instant::now();
     let mut total = RelayReport::default();
-    let mut client = pool.get().await.context("getting a connection for the relay")?;
+    let mut client = pool
+        .get()
+        .await
+        .context("getting a connection for the relay")?;
     loop {
         let batch = outbox::relay_batch(&mut client, publisher, BATCH).await?;
         total.published += batch.published;

@@ -17,18 +17,30 @@ async fn main() -> Result<(), Error> {
     let pool = build_pool(&common.database)?;
     let urls = SqsPublisher::urls_from_env(&env);
     if urls.is_empty() {
-        return Err("configuration QUEUE_URL_SEND: at least one QUEUE_URL_<NAME> is required".into());
+        return Err(
+            "configuration QUEUE_URL_SEND: at least one QUEUE_URL_<NAME> is required".into(),
+        );
     }
     let aws = aws_config::load_from_env().await;
     let publisher = SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), urls);
     let (pool, publisher) = (&pool, &publisher);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent<Value>>| async move {
-        // Leave a margin before the invocation deadline.
-        let budget = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
-        let budget = budget.saturating_sub(Duration::from_secs(3));
-        let report = outbox_relay::relay(pool, publisher, budget).await?;
-        tracing::info!(published = report.published, failed = report.failed, "outbox relay run");
-        Ok::<_, Error>(json!({"published": report.published, "failed": report.failed}))
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent<Value>>| async move {
+            // Leave a margin before the invocation deadline.
+            let budget = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            let budget = budget.saturating_sub(Duration::from_secs(3));
+            let report = outbox_relay::relay(pool, publisher, budget).await?;
+            tracing::info!(
+                published = report.published,
+                failed = report.failed,
+                "outbox relay run"
+            );
+            Ok::<_, Error>(json!({"published": report.published, "failed": report.failed}))
+        },
+    ))
     .await
 }

@@ -19,7 +19,11 @@ async fn enqueue_n(pool: &deadpool_postgres::Pool, n: usize) -> Vec<Uuid> {
     let client = pool.get().await.unwrap();
     let mut ids = Vec::new();
     for i in 0..n {
-        ids.push(outbox::enqueue(&client, QueueName::Send, &json!({"kind": "test", "n": i})).await.unwrap());
+        ids.push(
+            outbox::enqueue(&client, QueueName::Send, &json!({"kind": "test", "n": i}))
+                .await
+                .unwrap(),
+        );
     }
     ids
 }
@@ -32,12 +36,20 @@ struct Recorder {
 }
 
 impl Publisher for Recorder {
-    fn publish<'a>(&'a self, queue: QueueName, id: Uuid, body: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn publish<'a>(
+        &'a self,
+        queue: QueueName,
+        id: Uuid,
+        body: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
                 anyhow::bail!("queue unavailable");
             }
-            self.seen.lock().unwrap().push((queue, id, body.to_string()));
+            self.seen
+                .lock()
+                .unwrap()
+                .push((queue, id, body.to_string()));
             Ok(())
         })
     }
@@ -49,19 +61,39 @@ async fn unpublished_rows_are_published_once_in_order() {
     let pool = pool(&db);
     let ids = enqueue_n(&pool, 3).await;
     let (queue, mut rx) = InProcessQueue::new();
-    let report = outbox_relay::relay(&pool, &queue, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(report, RelayReport { published: 3, failed: 0 });
+    let report = outbox_relay::relay(&pool, &queue, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        RelayReport {
+            published: 3,
+            failed: 0
+        }
+    );
     let send = rx.get_mut(&QueueName::Send).unwrap();
     for (i, id) in ids.iter().enumerate() {
         let msg = send.recv().await.unwrap();
         assert_eq!(msg.message_id, *id);
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&msg.body).unwrap(), json!({"kind": "test", "n": i}));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&msg.body).unwrap(),
+            json!({"kind": "test", "n": i})
+        );
     }
-    let again = outbox_relay::relay(&pool, &queue, Duration::from_secs(5)).await.unwrap();
+    let again = outbox_relay::relay(&pool, &queue, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(again, RelayReport::default());
     assert!(send.try_recv().is_err(), "nothing is published twice");
     let client = db.client().await;
-    let unpublished: i64 = client.query_one("select count(*) from outbox where published_at is null", &[]).await.unwrap().get(0);
+    let unpublished: i64 = client
+        .query_one(
+            "select count(*) from outbox where published_at is null",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(unpublished, 0);
 }
 
@@ -71,9 +103,19 @@ async fn a_failed_publish_keeps_the_row_with_its_error_for_the_next_run() {
     let pool = pool(&db);
     enqueue_n(&pool, 2).await;
     let recorder = Recorder::default();
-    recorder.failing.store(true, std::sync::atomic::Ordering::SeqCst);
-    let report = outbox_relay::relay(&pool, &recorder, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(report, RelayReport { published: 0, failed: 2 });
+    recorder
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = outbox_relay::relay(&pool, &recorder, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        RelayReport {
+            published: 0,
+            failed: 2
+        }
+    );
     let client = db.client().await;
     let row = client
         .query_one("select count(*), min(attempts), min(last_error) from outbox where published_at is null", &[])
@@ -83,9 +125,19 @@ async fn a_failed_publish_keeps_the_row_with_its_error_for_the_next_run() {
     assert_eq!(row.get::<_, i32>(1), 1);
     assert_eq!(row.get::<_, String>(2), "queue unavailable");
 
-    recorder.failing.store(false, std::sync::atomic::Ordering::SeqCst);
-    let report = outbox_relay::relay(&pool, &recorder, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(report, RelayReport { published: 2, failed: 0 });
+    recorder
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = outbox_relay::relay(&pool, &recorder, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        RelayReport {
+            published: 2,
+            failed: 0
+        }
+    );
     assert_eq!(recorder.seen.lock().unwrap().len(), 2);
 }
 
@@ -99,7 +151,9 @@ async fn concurrent_relays_split_the_rows_and_never_publish_one_twice() {
     for _ in 0..3 {
         let (pool, recorder) = (pool.clone(), recorder.clone());
         runs.push(tokio::spawn(async move {
-            outbox_relay::relay(&pool, recorder.as_ref(), Duration::from_secs(30)).await.unwrap()
+            outbox_relay::relay(&pool, recorder.as_ref(), Duration::from_secs(30))
+                .await
+                .unwrap()
         }));
     }
     let mut total = 0;
@@ -107,9 +161,18 @@ async fn concurrent_relays_split_the_rows_and_never_publish_one_twice() {
         total += r.await.unwrap().published;
     }
     // A relay stops on a short batch; sweep what a race may have left.
-    total += outbox_relay::relay(&pool, recorder.as_ref(), Duration::from_secs(30)).await.unwrap().published;
+    total += outbox_relay::relay(&pool, recorder.as_ref(), Duration::from_secs(30))
+        .await
+        .unwrap()
+        .published;
     assert_eq!(total, 450);
-    let mut seen: Vec<Uuid> = recorder.seen.lock().unwrap().iter().map(|(_, id, _)| *id).collect();
+    let mut seen: Vec<Uuid> = recorder
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, id, _)| *id)
+        .collect();
     seen.sort();
     let mut want = ids.clone();
     want.sort();
@@ -123,11 +186,20 @@ async fn relay_publishes_to_sqs() {
     let conf = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(&moto.endpoint)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "static"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
         .load()
         .await;
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let url = sqs.create_queue().queue_name("crm-send").send().await.unwrap().queue_url.unwrap();
+    let url = sqs
+        .create_queue()
+        .queue_name("crm-send")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     let publisher = crm_platform::queue::SqsPublisher::new(
         sqs.clone(),
         std::collections::HashMap::from([(QueueName::Send, url.clone())]),
@@ -135,7 +207,9 @@ async fn relay_publishes_to_sqs() {
     let db = TestDb::new().await;
     let pool = pool(&db);
     let ids = enqueue_n(&pool, 2).await;
-    let report = outbox_relay::relay(&pool, &publisher, Duration::from_secs(5)).await.unwrap();
+    let report = outbox_relay::relay(&pool, &publisher, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(report.published, 2);
     let got = sqs
         .receive_message()
@@ -149,7 +223,12 @@ async fn relay_publishes_to_sqs() {
         .messages
         .unwrap_or_default()
         .iter()
-        .map(|m| m.message_attributes.as_ref().unwrap()["outbox_message_id"].string_value.clone().unwrap())
+        .map(|m| {
+            m.message_attributes.as_ref().unwrap()["outbox_message_id"]
+                .string_value
+                .clone()
+                .unwrap()
+        })
         .collect();
     got_ids.sort();
     let mut want: Vec<String> = ids.iter().map(Uuid::to_string).collect();

@@ -20,7 +20,9 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&common.log_level);
     let port: u16 = env.parse("PORT", 3000)?;
 
-    let applied = db::migrate(&common.database).await.context("applying migrations")?;
+    let applied = db::migrate(&common.database)
+        .await
+        .context("applying migrations")?;
     tracing::info!(?applied, "database migrated");
 
     let table = routes::build(&common, &env)?;
@@ -70,7 +72,9 @@ fn print_banner(port: u16, table: &routes::Table) {
     for r in table.routes() {
         println!("  {:<4} {base}{}", r.method, r.path);
     }
-    println!("\nTry the Instantly webhook (seed shape, shared-secret header; `make run` defaults the secret to dev-instantly-secret):");
+    println!(
+        "\nTry the Instantly webhook (seed shape, shared-secret header; `make run` defaults the secret to dev-instantly-secret):"
+    );
     println!(
         "  curl -s -X POST {base}/crm/webhooks/instantly/reply \\\n    -H 'Content-Type: application/json' \\\n    -H \"X-Webhook-Secret: $HMAC_SHARED_SECRET_INSTANTLY\" \\\n    -d '{{\"event\":\"reply_received\",\"lead\":{{\"email\":\"jane@example.com\",\"full_name\":\"Jane Doe\"}},\"message\":{{\"text\":\"Interested! Can we book a call?\",\"subject\":\"Re: hello\"}},\"idempotency_key\":\"demo-1\"}}'\n"
     );

@@ -5,8 +5,14 @@ use crm_platform::config::{CommonConfig, ConfigError, Env};
 use lambda_http::RequestExt;
 use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
 
-type Handler =
-    Arc<dyn Fn(lambda_http::Request) -> Pin<Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + Send>> + Send + Sync>;
+type Handler = Arc<
+    dyn Fn(
+            lambda_http::Request,
+        )
+            -> Pin<Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + Send>>
+        + Send
+        + Sync,
+>;
 
 pub struct Route {
     pub method: &'static str,
@@ -42,26 +48,42 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 
 pub fn router(table: Arc<Table>) -> axum::Router {
     axum::Router::new()
-        .route("/health", axum::routing::get(|| async { respond(crm_platform::http::json(200, &serde_json::json!({"status": "ok"}))) }))
+        .route(
+            "/health",
+            axum::routing::get(|| async {
+                respond(crm_platform::http::json(
+                    200,
+                    &serde_json::json!({"status": "ok"}),
+                ))
+            }),
+        )
         .fallback(move |req: axum::extract::Request| dispatch(table.clone(), req))
 }
 
 async fn dispatch(table: Arc<Table>, req: axum::extract::Request) -> axum::response::Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let Some(route) = table.0.iter().find(|r| r.method == parts.method.as_str() && r.path == path) else {
+    let Some(route) = table
+        .0
+        .iter()
+        .find(|r| r.method == parts.method.as_str() && r.path == path)
+    else {
         let known_path = table.0.iter().any(|r| r.path == path);
         let (status, code, msg) = if known_path {
             (405, "method_not_allowed", "Method not allowed")
         } else {
             (404, "not_found", "Not found")
         };
-        return respond(crm_platform::http::json(status, &serde_json::json!({"error": msg, "code": code})));
+        return respond(crm_platform::http::json(
+            status,
+            &serde_json::json!({"error": msg, "code": code}),
+        ));
     };
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            let body = serde_json::json!({"error": "Payload too large", "code": "payload_too_large"});
+            let body =
+                serde_json::json!({"error": "Payload too large", "code": "payload_too_large"});
             return respond(crm_platform::http::json(413, &body));
         }
     };

@@ -29,7 +29,10 @@ pub enum WebhookError {
 
 impl WebhookError {
     pub fn validation(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Validation { field: field.into(), reason: reason.into() }
+        Self::Validation {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -91,9 +94,14 @@ mod tests {
 
     #[test]
     fn internal_errors_do_not_leak_their_cause() {
-        let e = WebhookError::from(anyhow::anyhow!("password authentication failed for user crm"));
+        let e = WebhookError::from(anyhow::anyhow!(
+            "password authentication failed for user crm"
+        ));
         assert_eq!(e.status(), 500);
-        assert_eq!(e.body(), json!({"error": "Internal error", "code": "internal_error"}));
+        assert_eq!(
+            e.body(),
+            json!({"error": "Internal error", "code": "internal_error"})
+        );
     }
 
     #[test]
@@ -101,13 +109,21 @@ mod tests {
         let e = WebhookError::validation("lead_email", "is not a valid e-mail address");
         assert_eq!(e.status(), 422);
         assert_eq!(e.body()["field"], "lead_email");
-        assert_eq!(e.body()["error"], "lead_email is not a valid e-mail address");
+        assert_eq!(
+            e.body()["error"],
+            "lead_email is not a valid e-mail address"
+        );
     }
 
     #[test]
     fn duplicate_carries_the_first_ids_but_not_the_ok_status() {
-        let e = WebhookError::Duplicate { first: json!({"status": "ok", "contact_id": "c1"}) };
+        let e = WebhookError::Duplicate {
+            first: json!({"status": "ok", "contact_id": "c1"}),
+        };
         assert_eq!(e.status(), 409);
-        assert_eq!(e.body(), json!({"error": "Duplicate event", "code": "duplicate_event", "contact_id": "c1"}));
+        assert_eq!(
+            e.body(),
+            json!({"error": "Duplicate event", "code": "duplicate_event", "contact_id": "c1"})
+        );
     }
 }

@@ -69,7 +69,10 @@ pub enum Shape {
 pub enum Event {
     Reply(Box<Reply>),
     /// A valid event of a type this flow does not act on.
-    Other { event_type: String, natural_key: Option<String> },
+    Other {
+        event_type: String,
+        natural_key: Option<String>,
+    },
 }
 
 /// What `accept` learned before it failed, so the receipt can be written.
@@ -83,7 +86,11 @@ struct Seen {
 
 /// Runs the webhook. Caller faults are recorded as rejections, our faults as
 /// failures (retryable under the same key); both are then returned.
-pub async fn receive(db: &impl GenericClient, verifier: &Verifier, req: Inbound<'_>) -> Result<Value, WebhookError> {
+pub async fn receive(
+    db: &impl GenericClient,
+    verifier: &Verifier,
+    req: Inbound<'_>,
+) -> Result<Value, WebhookError> {
     let mut seen = Seen::default();
     let outcome = accept(db, verifier, &req, &mut seen).await;
     let Err(err) = outcome else { return outcome };
@@ -133,11 +140,15 @@ async fn accept(
     seen: &mut Seen,
 ) -> Result<Value, WebhookError> {
     if req.body.len() > MAX_BODY_BYTES {
-        return Err(WebhookError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        return Err(WebhookError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     let header_key = req
         .idempotency_key
-        .map(|raw| IdempotencyKey::parse(raw).map_err(|r| WebhookError::validation("Idempotency-Key", r)))
+        .map(|raw| {
+            IdempotencyKey::parse(raw).map_err(|r| WebhookError::validation("Idempotency-Key", r))
+        })
         .transpose()?;
     seen.key = header_key.clone();
     let body = verifier
@@ -152,15 +163,20 @@ async fn accept(
     let event = parse(&payload)?;
     let (event_type, natural_key) = match &event {
         Event::Reply(r) => (REPLY_EVENT.to_string(), r.natural_key.clone()),
-        Event::Other { event_type, natural_key } => (event_type.clone(), natural_key.clone()),
+        Event::Other {
+            event_type,
+            natural_key,
+        } => (event_type.clone(), natural_key.clone()),
     };
     seen.event_type = Some(event_type.clone());
     let key = match header_key {
         Some(k) => k,
         None => match natural_key {
-            Some(raw) => IdempotencyKey::parse(&raw).map_err(|r| WebhookError::validation("idempotency_key", r))?,
+            Some(raw) => IdempotencyKey::parse(&raw)
+                .map_err(|r| WebhookError::validation("idempotency_key", r))?,
             // Nothing identifies the event: identical bodies are the same event.
-            None => IdempotencyKey::parse(&format!("sha256:{}", hash.as_str())).expect("a hash is a valid key"),
+            None => IdempotencyKey::parse(&format!("sha256:{}", hash.as_str()))
+                .expect("a hash is a valid key"),
         },
     };
     seen.key = Some(key.clone());
@@ -169,8 +185,16 @@ async fn accept(
     let receipt = match event {
         Event::Other { event_type, .. } => {
             let result = json!({"status": "ignored", "event_type": event_type, "idempotency_key": key.as_str()});
-            webhook_events::record_ignored(db, Source::Instantly, key.as_str(), hash.as_str(), &event_type, &payload, &result)
-                .await?
+            webhook_events::record_ignored(
+                db,
+                Source::Instantly,
+                key.as_str(),
+                hash.as_str(),
+                &event_type,
+                &payload,
+                &result,
+            )
+            .await?
         }
         Event::Reply(reply) => ingest(db, &key, &hash, &reply, &payload).await?,
     };
@@ -183,11 +207,16 @@ async fn accept(
 }
 
 fn require_json(content_type: Option<&str>) -> Result<(), WebhookError> {
-    let media_type = content_type.and_then(|ct| ct.split(';').next()).map(str::trim).unwrap_or("");
+    let media_type = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
     if media_type.eq_ignore_ascii_case("application/json") {
         Ok(())
     } else {
-        Err(WebhookError::UnsupportedMediaType { expected: "application/json" })
+        Err(WebhookError::UnsupportedMediaType {
+            expected: "application/json",
+        })
     }
 }
 
@@ -214,7 +243,11 @@ async fn ingest(
 /// Everything the SQL flow needs, decided here: intent, summary, target stage.
 pub fn flow_params(key: &IdempotencyKey, hash: &PayloadHash, reply: &Reply) -> Value {
     let own_text = intent::strip_quoted(&reply.text).trim();
-    let own_text = if own_text.is_empty() { reply.text.trim() } else { own_text };
+    let own_text = if own_text.is_empty() {
+        reply.text.trim()
+    } else {
+        own_text
+    };
     let intent = Intent::classify(own_text, reply.subject.as_deref());
     let summary = intent::summarize(&reply.text);
     let who = reply
@@ -236,7 +269,7 @@ pub fn flow_params(key: &IdempotencyKey, hash: &PayloadHash, reply: &Reply) -> V
         "opt_out": intent == Intent::Unsubscribe,
         "target_stage": if intent.qualifies_lead() { "Qualified" } else { "New" },
         "received_at": reply.received_at.to_rfc3339(),
-        "deal_title": clip(&format!("{who} — Instantly reply"), 200),
+        "deal_title": clip(format!("{who} — Instantly reply"), 200),
         "body": clip(own_text, 4000),
         "metadata": {
             "subject": reply.subject,
@@ -260,7 +293,10 @@ pub fn parse(payload: &Value) -> Result<Event, WebhookError> {
     } else if obj.contains_key("event_type") {
         parse_native(obj)
     } else {
-        Err(WebhookError::validation("event_type", "is required (or the seed shape with lead and message)"))
+        Err(WebhookError::validation(
+            "event_type",
+            "is required (or the seed shape with lead and message)",
+        ))
     }
 }
 
@@ -269,7 +305,10 @@ fn parse_seed(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
     if let Some(event) = text(obj, "event", "event")?
         && !matches!(event, REPLY_EVENT | "reply")
     {
-        return Ok(Event::Other { event_type: clip(event, 100), natural_key });
+        return Ok(Event::Other {
+            event_type: clip(event, 100),
+            natural_key,
+        });
     }
     let lead = object(obj, "lead", "lead")?;
     let message = object(obj, "message", "message")?;
@@ -284,7 +323,8 @@ fn parse_seed(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
         website: text(lead, "website", "lead.website")?.map(|s| clip(s, 500)),
         text: body.to_string(),
         subject: text(message, "subject", "message.subject")?.map(|s| clip(s, 500)),
-        received_at: timestamp(message, "received_at", "message.received_at")?.unwrap_or_else(Utc::now),
+        received_at: timestamp(message, "received_at", "message.received_at")?
+            .unwrap_or_else(Utc::now),
         campaign_id: text(obj, "campaign_id", "campaign_id")?.map(|s| clip(s, 100)),
         campaign_name: None,
         email_account: None,
@@ -303,11 +343,16 @@ fn parse_native(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
     let stamp = text(obj, "timestamp", "timestamp")?;
     let natural_key = match (email_id, lead_email, stamp) {
         (Some(id), _, _) => Some(format!("instantly:{id}")),
-        (None, Some(mail), Some(ts)) => Some(format!("instantly:{}|{ts}", mail.trim().to_lowercase())),
+        (None, Some(mail), Some(ts)) => {
+            Some(format!("instantly:{}|{ts}", mail.trim().to_lowercase()))
+        }
         _ => None,
     };
     if event_type != REPLY_EVENT {
-        return Ok(Event::Other { event_type: clip(event_type, 100), natural_key });
+        return Ok(Event::Other {
+            event_type: clip(event_type, 100),
+            natural_key,
+        });
     }
     let email = email(obj, "lead_email", "lead_email")?;
     let body = text(obj, "reply_text", "reply_text")?
@@ -317,7 +362,15 @@ fn parse_native(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
     let last_name = text(obj, "last_name", "last_name")?.map(|s| clip(s, 100));
     let full_name = match (&first_name, &last_name) {
         (None, None) => None,
-        (f, l) => Some(clip(format!("{} {}", f.as_deref().unwrap_or(""), l.as_deref().unwrap_or("")).trim(), 200)),
+        (f, l) => Some(clip(
+            format!(
+                "{} {}",
+                f.as_deref().unwrap_or(""),
+                l.as_deref().unwrap_or("")
+            )
+            .trim(),
+            200,
+        )),
     };
     Ok(Event::Reply(Box::new(Reply {
         full_name,
@@ -339,7 +392,11 @@ fn parse_native(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
 }
 
 /// A string field; absent, null or blank is `None`; another JSON type is a 422 naming the field.
-fn text<'v>(obj: &'v Map<String, Value>, key: &str, field: &str) -> Result<Option<&'v str>, WebhookError> {
+fn text<'v>(
+    obj: &'v Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<&'v str>, WebhookError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -348,7 +405,11 @@ fn text<'v>(obj: &'v Map<String, Value>, key: &str, field: &str) -> Result<Optio
     }
 }
 
-fn object<'v>(obj: &'v Map<String, Value>, key: &str, field: &str) -> Result<&'v Map<String, Value>, WebhookError> {
+fn object<'v>(
+    obj: &'v Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<&'v Map<String, Value>, WebhookError> {
     match obj.get(key) {
         Some(Value::Object(o)) => Ok(o),
         None | Some(Value::Null) => Err(WebhookError::validation(field, "is required")),
@@ -357,11 +418,16 @@ fn object<'v>(obj: &'v Map<String, Value>, key: &str, field: &str) -> Result<&'v
 }
 
 fn email(obj: &Map<String, Value>, key: &str, field: &str) -> Result<EmailAddress, WebhookError> {
-    let raw = text(obj, key, field)?.ok_or_else(|| WebhookError::validation(field, "is required"))?;
+    let raw =
+        text(obj, key, field)?.ok_or_else(|| WebhookError::validation(field, "is required"))?;
     EmailAddress::parse(raw).map_err(|reason| WebhookError::validation(field, reason))
 }
 
-fn timestamp(obj: &Map<String, Value>, key: &str, field: &str) -> Result<Option<DateTime<Utc>>, WebhookError> {
+fn timestamp(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<DateTime<Utc>>, WebhookError> {
     text(obj, key, field)?
         .map(|raw| {
             DateTime::parse_from_rfc3339(raw)
@@ -396,7 +462,9 @@ mod tests {
 
     #[test]
     fn native_payload_becomes_a_reply_keyed_by_email_id() {
-        let Event::Reply(r) = parse(&native()).unwrap() else { panic!("expected a reply") };
+        let Event::Reply(r) = parse(&native()).unwrap() else {
+            panic!("expected a reply")
+        };
         assert_eq!(r.email.as_str(), "maria@example.com");
         assert_eq!(r.full_name.as_deref(), Some("Maria Souza"));
         assert_eq!(r.natural_key.as_deref(), Some("instantly:e-1"));
@@ -408,8 +476,13 @@ mod tests {
     fn native_payload_without_email_id_is_keyed_by_lead_and_timestamp() {
         let mut p = native();
         p.as_object_mut().unwrap().remove("email_id");
-        let Event::Reply(r) = parse(&p).unwrap() else { panic!() };
-        assert_eq!(r.natural_key.as_deref(), Some("instantly:maria@example.com|2026-11-20T14:03:00Z"));
+        let Event::Reply(r) = parse(&p).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            r.natural_key.as_deref(),
+            Some("instantly:maria@example.com|2026-11-20T14:03:00Z")
+        );
     }
 
     #[test]
@@ -417,7 +490,10 @@ mod tests {
         let p = json!({"event_type": "email_opened", "lead_email": "x@y.com", "email_id": "e-9"});
         assert_eq!(
             parse(&p).unwrap(),
-            Event::Other { event_type: "email_opened".into(), natural_key: Some("instantly:e-9".into()) }
+            Event::Other {
+                event_type: "email_opened".into(),
+                natural_key: Some("instantly:e-9".into())
+            }
         );
     }
 
@@ -426,7 +502,9 @@ mod tests {
         let p = json!({"event": "reply_received", "campaign_id": "c", "idempotency_key": "seed-1",
             "lead": {"email": "John.Doe@Acme.com", "full_name": "John Doe", "website": "https://acme.com"},
             "message": {"text": "I'm interested.", "subject": "Re: hi", "received_at": "2026-11-20T14:03:00Z"}});
-        let Event::Reply(r) = parse(&p).unwrap() else { panic!() };
+        let Event::Reply(r) = parse(&p).unwrap() else {
+            panic!()
+        };
         assert_eq!(r.email.as_str(), "john.doe@acme.com");
         assert_eq!(r.natural_key.as_deref(), Some("seed-1"));
         assert_eq!(r.shape, Shape::Seed);
@@ -436,30 +514,47 @@ mod tests {
     fn invalid_or_missing_email_names_the_field() {
         let mut p = native();
         p["lead_email"] = json!("not-an-email");
-        assert!(matches!(parse(&p), Err(WebhookError::Validation { field, .. }) if field == "lead_email"));
+        assert!(
+            matches!(parse(&p), Err(WebhookError::Validation { field, .. }) if field == "lead_email")
+        );
         p["lead_email"] = json!(null);
-        assert!(matches!(parse(&p), Err(WebhookError::Validation { field, reason }) if field == "lead_email" && reason == "is required"));
+        assert!(
+            matches!(parse(&p), Err(WebhookError::Validation { field, reason }) if field == "lead_email" && reason == "is required")
+        );
         let seed = json!({"lead": {"full_name": "x"}, "message": {"text": "hi"}});
-        assert!(matches!(parse(&seed), Err(WebhookError::Validation { field, .. }) if field == "lead.email"));
+        assert!(
+            matches!(parse(&seed), Err(WebhookError::Validation { field, .. }) if field == "lead.email")
+        );
     }
 
     #[test]
     fn wrong_json_types_and_bad_timestamps_are_validation_errors() {
         let mut p = native();
         p["reply_text"] = json!(42);
-        assert!(matches!(parse(&p), Err(WebhookError::Validation { field, .. }) if field == "reply_text"));
+        assert!(
+            matches!(parse(&p), Err(WebhookError::Validation { field, .. }) if field == "reply_text")
+        );
         let mut p = native();
         p["timestamp"] = json!("yesterday");
-        assert!(matches!(parse(&p), Err(WebhookError::Validation { field, .. }) if field == "timestamp"));
-        assert!(matches!(parse(&json!([1])), Err(WebhookError::Malformed(_))));
-        assert!(matches!(parse(&json!({"x": 1})), Err(WebhookError::Validation { field, .. }) if field == "event_type"));
+        assert!(
+            matches!(parse(&p), Err(WebhookError::Validation { field, .. }) if field == "timestamp")
+        );
+        assert!(matches!(
+            parse(&json!([1])),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(
+            matches!(parse(&json!({"x": 1})), Err(WebhookError::Validation { field, .. }) if field == "event_type")
+        );
     }
 
     #[test]
     fn flow_params_qualify_interested_replies_and_opt_out_unsubscribes() {
         let key = IdempotencyKey::parse("k").unwrap();
         let hash = PayloadHash::of_bytes(b"x");
-        let Event::Reply(mut r) = parse(&native()).unwrap() else { panic!() };
+        let Event::Reply(mut r) = parse(&native()).unwrap() else {
+            panic!()
+        };
         let p = flow_params(&key, &hash, &r);
         assert_eq!(p["intent"], "interested");
         assert_eq!(p["target_stage"], "Qualified");

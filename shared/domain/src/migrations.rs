@@ -42,7 +42,9 @@ pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<u32>
         .await
         .context("taking the migration lock")?;
     let outcome = apply(client).await;
-    let unlock = client.execute("select pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
+    let unlock = client
+        .execute("select pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
     let applied = outcome?;
     unlock.context("releasing the migration lock")?;
     Ok(applied)
@@ -63,17 +65,25 @@ async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<u32>> 
         .query("select version, checksum from schema_migrations", &[])
         .await
         .context("reading schema_migrations")?;
-    let done: std::collections::HashMap<i32, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let done: std::collections::HashMap<i32, String> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let mut applied = Vec::new();
     for m in MIGRATIONS {
         let version = i32::try_from(m.version).context("migration version out of range")?;
         if let Some(sum) = done.get(&version) {
             if *sum != checksum(m.sql) {
-                bail!("migration V{}__{} was edited after it was applied; add a new migration instead", m.version, m.name);
+                bail!(
+                    "migration V{}__{} was edited after it was applied; add a new migration instead",
+                    m.version,
+                    m.name
+                );
             }
             continue;
         }
-        let tx = client.transaction().await.context("starting a migration transaction")?;
+        let tx = client
+            .transaction()
+            .await
+            .context("starting a migration transaction")?;
         tx.batch_execute(m.sql)
             .await
             .with_context(|| format!("applying migration V{}__{}", m.version, m.name))?;
@@ -83,7 +93,9 @@ async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<u32>> 
         )
         .await
         .context("recording a migration")?;
-        tx.commit().await.with_context(|| format!("committing migration V{}", m.version))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("committing migration V{}", m.version))?;
         applied.push(m.version);
     }
     Ok(applied)

@@ -38,11 +38,20 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The queue port: SQS in AWS, an in-process channel locally.
 pub trait Publisher: Send + Sync {
-    fn publish<'a>(&'a self, queue: QueueName, message_id: Uuid, body: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn publish<'a>(
+        &'a self,
+        queue: QueueName,
+        message_id: Uuid,
+        body: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// Writes a message for `queue`; call it inside the transaction of the change.
-pub async fn enqueue(db: &impl GenericClient, queue: QueueName, body: &Value) -> anyhow::Result<Uuid> {
+pub async fn enqueue(
+    db: &impl GenericClient,
+    queue: QueueName,
+    body: &Value,
+) -> anyhow::Result<Uuid> {
     let stmt = db
         .prepare_cached("insert into outbox (queue, body) values ($1, $2) returning message_id")
         .await
@@ -68,7 +77,10 @@ pub async fn relay_batch(
     publisher: &dyn Publisher,
     limit: i64,
 ) -> anyhow::Result<RelayReport> {
-    let tx = client.transaction().await.context("starting the relay transaction")?;
+    let tx = client
+        .transaction()
+        .await
+        .context("starting the relay transaction")?;
     let stmt = tx
         .prepare_cached(
             "select id, queue, message_id, body::text from outbox where published_at is null \
@@ -76,7 +88,10 @@ pub async fn relay_batch(
         )
         .await
         .context("preparing the outbox scan")?;
-    let rows = tx.query(&stmt, &[&limit]).await.context("reading unpublished outbox rows")?;
+    let rows = tx
+        .query(&stmt, &[&limit])
+        .await
+        .context("reading unpublished outbox rows")?;
     let mut report = RelayReport::default();
     let mut published: Vec<i64> = Vec::with_capacity(rows.len());
     for row in &rows {

@@ -100,7 +100,8 @@ pub fn hmac_sha256_hex_matches(secret: &Secret, body: &[u8], hex_sig: &str) -> b
 
 /// Lowercase hex HMAC-SHA256, for signing (tests, relays, outbound).
 pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -127,27 +128,46 @@ mod tests {
     fn instantly_accepts_hex_signature_with_or_without_prefix_and_any_case() {
         let v = verifier();
         assert!(v.verify_instantly(DATA, Some(MAC), None).is_ok());
-        assert!(v.verify_instantly(DATA, Some(&format!("sha256={MAC}")), None).is_ok());
-        assert!(v.verify_instantly(DATA, Some(&MAC.to_uppercase()), None).is_ok());
+        assert!(
+            v.verify_instantly(DATA, Some(&format!("sha256={MAC}")), None)
+                .is_ok()
+        );
+        assert!(
+            v.verify_instantly(DATA, Some(&MAC.to_uppercase()), None)
+                .is_ok()
+        );
     }
 
     #[test]
     fn instantly_rejects_a_signature_over_other_bytes() {
         let v = verifier();
         assert_eq!(
-            v.verify_instantly(b"what do ya want for nothing!", Some(MAC), None).unwrap_err(),
+            v.verify_instantly(b"what do ya want for nothing!", Some(MAC), None)
+                .unwrap_err(),
             AuthError::Invalid
         );
-        assert_eq!(v.verify_instantly(DATA, Some("zz"), None).unwrap_err(), AuthError::Invalid);
-        assert_eq!(v.verify_instantly(DATA, Some(""), None).unwrap_err(), AuthError::Invalid);
+        assert_eq!(
+            v.verify_instantly(DATA, Some("zz"), None).unwrap_err(),
+            AuthError::Invalid
+        );
+        assert_eq!(
+            v.verify_instantly(DATA, Some(""), None).unwrap_err(),
+            AuthError::Invalid
+        );
     }
 
     #[test]
     fn instantly_accepts_the_shared_secret_header_only_when_equal() {
         let v = verifier();
         assert!(v.verify_instantly(DATA, None, Some("Jefe")).is_ok());
-        assert_eq!(v.verify_instantly(DATA, None, Some("Jef")).unwrap_err(), AuthError::Invalid);
-        assert_eq!(v.verify_instantly(DATA, None, None).unwrap_err(), AuthError::Missing);
+        assert_eq!(
+            v.verify_instantly(DATA, None, Some("Jef")).unwrap_err(),
+            AuthError::Invalid
+        );
+        assert_eq!(
+            v.verify_instantly(DATA, None, None).unwrap_err(),
+            AuthError::Missing
+        );
     }
 
     #[test]
@@ -160,7 +180,8 @@ mod tests {
     fn calcom_placeholder_signature_never_verifies() {
         let v = verifier();
         assert_eq!(
-            v.verify_hex_hmac(DATA, Some("no-secret-provided")).unwrap_err(),
+            v.verify_hex_hmac(DATA, Some("no-secret-provided"))
+                .unwrap_err(),
             AuthError::Invalid
         );
         assert!(v.verify_hex_hmac(DATA, Some(MAC)).is_ok());

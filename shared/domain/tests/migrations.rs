@@ -4,7 +4,9 @@ use crm_domain::migrations;
 use crm_testkit::TestDb;
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     client
 }
@@ -29,7 +31,11 @@ async fn concurrent_runners_apply_each_migration_exactly_once() {
     assert_eq!(applied, all, "each version applied by exactly one runner");
 
     let client = connect(&db.url).await;
-    let recorded: i64 = client.query_one("select count(*) from schema_migrations", &[]).await.unwrap().get(0);
+    let recorded: i64 = client
+        .query_one("select count(*) from schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(recorded, all.len() as i64);
     let stages: Vec<String> = client
         .query(
@@ -41,7 +47,17 @@ async fn concurrent_runners_apply_each_migration_exactly_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(stages, ["New", "Qualified", "Meeting Scheduled", "Proposal", "Won", "Lost"]);
+    assert_eq!(
+        stages,
+        [
+            "New",
+            "Qualified",
+            "Meeting Scheduled",
+            "Proposal",
+            "Won",
+            "Lost"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -50,9 +66,18 @@ async fn a_second_run_applies_nothing_and_an_edited_migration_is_refused() {
     let mut client = connect(&db.url).await;
     assert!(!migrations::run(&mut client).await.unwrap().is_empty());
     assert!(migrations::run(&mut client).await.unwrap().is_empty());
-    client.execute("update schema_migrations set checksum = 'edited' where version = 1", &[]).await.unwrap();
+    client
+        .execute(
+            "update schema_migrations set checksum = 'edited' where version = 1",
+            &[],
+        )
+        .await
+        .unwrap();
     let err = migrations::run(&mut client).await.unwrap_err();
-    assert!(err.to_string().contains("was edited after it was applied"), "{err}");
+    assert!(
+        err.to_string().contains("was edited after it was applied"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -60,11 +85,16 @@ async fn only_one_default_pipeline_can_exist() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let err = client
-        .execute("insert into pipelines (name, is_default) values ('Second', true)", &[])
+        .execute(
+            "insert into pipelines (name, is_default) values ('Second', true)",
+            &[],
+        )
         .await
         .unwrap_err();
     assert_eq!(
         crm_domain::db::classify(&err),
-        crm_domain::db::DbFault::UniqueViolation { constraint: Some("pipelines_one_default".into()) }
+        crm_domain::db::DbFault::UniqueViolation {
+            constraint: Some("pipelines_one_default".into())
+        }
     );
 }

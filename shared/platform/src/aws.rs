@@ -10,7 +10,9 @@ pub async fn load() -> SdkConfig {
 /// S3 with path-style addressing when a custom endpoint is used (local servers
 /// do not resolve bucket subdomains).
 pub fn s3(conf: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
-    let s3_conf = aws_sdk_s3::config::Builder::from(conf).force_path_style(force_path_style).build();
+    let s3_conf = aws_sdk_s3::config::Builder::from(conf)
+        .force_path_style(force_path_style)
+        .build();
     aws_sdk_s3::Client::from_conf(s3_conf)
 }
 

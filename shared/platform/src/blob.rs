@@ -2,12 +2,17 @@
 //! derived from stable ids by the caller, so a retried write lands on the
 //! same object.
 
-use crm_domain::outbox::BoxFuture;
 use anyhow::Context;
+use crm_domain::outbox::BoxFuture;
 use std::path::{Component, Path, PathBuf};
 
 pub trait BlobStore: Send + Sync {
-    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, content_type: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Vec<u8>,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
     /// `None` when the key does not exist.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Vec<u8>>>>;
 }
@@ -17,8 +22,12 @@ fn check_key(key: &str) -> anyhow::Result<()> {
     let valid = !key.is_empty()
         && key.len() <= 512
         && !key.starts_with('/')
-        && Path::new(key).components().all(|c| matches!(c, Component::Normal(_)))
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        && Path::new(key)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     anyhow::ensure!(valid, "invalid blob key");
     Ok(())
 }
@@ -30,12 +39,20 @@ pub struct S3Blob {
 
 impl S3Blob {
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into() }
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
     }
 }
 
 impl BlobStore for S3Blob {
-    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, content_type: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Vec<u8>,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             check_key(key)?;
             self.client
@@ -46,7 +63,12 @@ impl BlobStore for S3Blob {
                 .body(bytes.into())
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("S3 PutObject: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "S3 PutObject: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                })?;
             Ok(())
         })
     }
@@ -54,10 +76,26 @@ impl BlobStore for S3Blob {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Vec<u8>>>> {
         Box::pin(async move {
             check_key(key)?;
-            match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-                Ok(out) => Ok(Some(out.body.collect().await.context("reading S3 object body")?.to_vec())),
+            match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(Some(
+                    out.body
+                        .collect()
+                        .await
+                        .context("reading S3 object body")?
+                        .to_vec(),
+                )),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-                Err(e) => Err(anyhow::anyhow!("S3 GetObject: {}", aws_sdk_s3::error::DisplayErrorContext(e))),
+                Err(e) => Err(anyhow::anyhow!(
+                    "S3 GetObject: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )),
             }
         })
     }
@@ -75,17 +113,28 @@ impl LocalFolderBlob {
 }
 
 impl BlobStore for LocalFolderBlob {
-    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, _content_type: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Vec<u8>,
+        _content_type: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             check_key(key)?;
             let path = self.root.join(key);
             if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await.context("creating the media folder")?;
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .context("creating the media folder")?;
             }
             // Write then rename, so a reader never sees half a file.
             let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-            tokio::fs::write(&tmp, bytes).await.context("writing a media file")?;
-            tokio::fs::rename(&tmp, &path).await.context("moving a media file into place")?;
+            tokio::fs::write(&tmp, bytes)
+                .await
+                .context("writing a media file")?;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .context("moving a media file into place")?;
             Ok(())
         })
     }
@@ -118,8 +167,14 @@ mod tests {
     async fn local_folder_roundtrips_and_misses_cleanly() {
         let dir = std::env::temp_dir().join(format!("crm-blob-{}", uuid::Uuid::new_v4()));
         let store = LocalFolderBlob::new(&dir);
-        store.put("media/m1.jpg", b"jpeg".to_vec(), "image/jpeg").await.unwrap();
-        assert_eq!(store.get("media/m1.jpg").await.unwrap().as_deref(), Some(&b"jpeg"[..]));
+        store
+            .put("media/m1.jpg", b"jpeg".to_vec(), "image/jpeg")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("media/m1.jpg").await.unwrap().as_deref(),
+            Some(&b"jpeg"[..])
+        );
         assert_eq!(store.get("media/none.jpg").await.unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -12,7 +12,10 @@ pub struct ConfigError {
 }
 
 fn err(name: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { name: name.to_string(), reason: reason.into() }
+    ConfigError {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// A source of variables: the process environment, or a map in tests.
@@ -25,12 +28,20 @@ impl Env {
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     /// Unset and empty are the same: absent.
     pub fn optional(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
     pub fn required(&self, name: &str) -> Result<&str, ConfigError> {
@@ -53,7 +64,10 @@ impl Env {
     pub fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError> {
         match self.optional(name) {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| err(name, "is not a valid number")),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| err(name, "is not a valid number")),
         }
     }
 }
@@ -69,12 +83,19 @@ pub enum AppEnv {
 impl AppEnv {
     fn parse(env: &Env) -> Result<Self, ConfigError> {
         // Unset means production: the safe default for anything deployed.
-        match env.optional("APP_ENV").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        match env
+            .optional("APP_ENV")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("production") | Some("prod") => Ok(Self::Production),
             Some("staging") => Ok(Self::Staging),
             Some("development") | Some("dev") | Some("local") => Ok(Self::Development),
             Some("test") => Ok(Self::Test),
-            Some(_) => Err(err("APP_ENV", "must be production, staging, development or test")),
+            Some(_) => Err(err(
+                "APP_ENV",
+                "must be production, staging, development or test",
+            )),
         }
     }
 }
@@ -108,7 +129,10 @@ impl DatabaseConfig {
                 .map_err(|_| err("DATABASE_URL", "is not a valid PostgreSQL URL"))?,
             None => {
                 let mut pg = tokio_postgres::Config::new();
-                pg.host(env.required("PG_HOST").map_err(|_| err("DATABASE_URL", "or PG_HOST is required"))?);
+                pg.host(
+                    env.required("PG_HOST")
+                        .map_err(|_| err("DATABASE_URL", "or PG_HOST is required"))?,
+                );
                 pg.port(env.parse("PG_PORT", 5432u16)?);
                 pg.dbname(env.required("PG_DATABASE")?);
                 pg.user(env.required("PG_USER")?);
@@ -133,11 +157,18 @@ impl DatabaseConfig {
         if pool_max == 0 {
             return Err(err("PG_POOL_MAX", "must be at least 1"));
         }
-        Ok(Self { pg, root_cert_path: env.optional("PGSSLROOTCERT").map(str::to_owned), pool_max })
+        Ok(Self {
+            pg,
+            root_cert_path: env.optional("PGSSLROOTCERT").map(str::to_owned),
+            pool_max,
+        })
     }
 
     pub fn from_url(url: &str, pool_max: usize) -> Result<Self, ConfigError> {
-        Self::from_env(&Env::from_pairs([("DATABASE_URL", url), ("PG_POOL_MAX", &pool_max.to_string())]))
+        Self::from_env(&Env::from_pairs([
+            ("DATABASE_URL", url),
+            ("PG_POOL_MAX", &pool_max.to_string()),
+        ]))
     }
 }
 
@@ -155,7 +186,10 @@ impl CommonConfig {
         let app_env = AppEnv::parse(env)?;
         let dev_signature_bypass = env.bool("DEV_SIGNATURE_BYPASS", false)?;
         if dev_signature_bypass && app_env == AppEnv::Production {
-            return Err(err("DEV_SIGNATURE_BYPASS", "is refused when APP_ENV=production"));
+            return Err(err(
+                "DEV_SIGNATURE_BYPASS",
+                "is refused when APP_ENV=production",
+            ));
         }
         Ok(Self {
             app_env,
@@ -187,8 +221,15 @@ mod tests {
     #[test]
     fn bypass_is_refused_in_production_and_when_app_env_is_unset() {
         for pairs in [
-            vec![("DATABASE_URL", "postgres://u@h/db"), ("DEV_SIGNATURE_BYPASS", "true"), ("APP_ENV", "production")],
-            vec![("DATABASE_URL", "postgres://u@h/db"), ("DEV_SIGNATURE_BYPASS", "true")],
+            vec![
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("DEV_SIGNATURE_BYPASS", "true"),
+                ("APP_ENV", "production"),
+            ],
+            vec![
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("DEV_SIGNATURE_BYPASS", "true"),
+            ],
         ] {
             let e = CommonConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
             assert_eq!(e.name, "DEV_SIGNATURE_BYPASS");
@@ -204,10 +245,17 @@ mod tests {
 
     #[test]
     fn malformed_values_fail_with_their_name() {
-        let e = CommonConfig::from_env(&Env::from_pairs([("DATABASE_URL", "postgres://u@h/db"), ("DEV_SIGNATURE_BYPASS", "maybe")]))
-            .unwrap_err();
+        let e = CommonConfig::from_env(&Env::from_pairs([
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DEV_SIGNATURE_BYPASS", "maybe"),
+        ]))
+        .unwrap_err();
         assert_eq!(e.name, "DEV_SIGNATURE_BYPASS");
-        let e = CommonConfig::from_env(&Env::from_pairs([("DATABASE_URL", "postgres://u@h/db"), ("PG_POOL_MAX", "lots")])).unwrap_err();
+        let e = CommonConfig::from_env(&Env::from_pairs([
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("PG_POOL_MAX", "lots"),
+        ]))
+        .unwrap_err();
         assert_eq!(e.name, "PG_POOL_MAX");
         let e = CommonConfig::from_env(&Env::from_pairs([("APP_ENV", "moon")])).unwrap_err();
         assert_eq!(e.name, "APP_ENV");
@@ -227,7 +275,8 @@ mod tests {
         assert_eq!(c.pg.get_dbname(), Some("crm"));
         assert_eq!(c.pg.get_ports(), &[5432]);
         assert!(!format!("{c:?}").contains("s3cret"));
-        let e = DatabaseConfig::from_env(&Env::from_pairs([("PG_HOST", "h"), ("PG_USER", "u")])).unwrap_err();
+        let e = DatabaseConfig::from_env(&Env::from_pairs([("PG_HOST", "h"), ("PG_USER", "u")]))
+            .unwrap_err();
         assert_eq!(e.name, "PG_DATABASE");
     }
 
@@ -235,6 +284,12 @@ mod tests {
     fn missing_secret_fails_unless_bypassed() {
         let env = Env::from_pairs([("DATABASE_URL", "postgres://u@h/db"), ("APP_ENV", "test")]);
         let common = CommonConfig::from_env(&env).unwrap();
-        assert_eq!(common.verifier(&env, "HMAC_SHARED_SECRET_INSTANTLY").unwrap_err().name, "HMAC_SHARED_SECRET_INSTANTLY");
+        assert_eq!(
+            common
+                .verifier(&env, "HMAC_SHARED_SECRET_INSTANTLY")
+                .unwrap_err()
+                .name,
+            "HMAC_SHARED_SECRET_INSTANTLY"
+        );
     }
 }

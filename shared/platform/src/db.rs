@@ -11,7 +11,9 @@ use tokio_postgres::config::SslMode;
 pub use deadpool_postgres::Pool as PgPool;
 
 pub fn build_pool(cfg: &DatabaseConfig) -> Result<Pool, ConfigError> {
-    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
     // `prefer` (the URL default) without a CA bundle means plain TCP, as
     // libpq does without a root certificate; `require` insists on verified TLS.
     let plain = match cfg.pg.get_ssl_mode() {
@@ -31,19 +33,28 @@ pub fn build_pool(cfg: &DatabaseConfig) -> Result<Pool, ConfigError> {
         .wait_timeout(Some(std::time::Duration::from_secs(10)))
         .create_timeout(Some(std::time::Duration::from_secs(5)))
         .build()
-        .map_err(|e| ConfigError { name: "DATABASE_URL".into(), reason: format!("pool: {e}") })
+        .map_err(|e| ConfigError {
+            name: "DATABASE_URL".into(),
+            reason: format!("pool: {e}"),
+        })
 }
 
 fn tls_config(cfg: &DatabaseConfig) -> Result<rustls::ClientConfig, ConfigError> {
-    let bad = |reason: String| ConfigError { name: "PGSSLROOTCERT".into(), reason };
-    let path = cfg
-        .root_cert_path
-        .as_deref()
-        .ok_or_else(|| bad("is required when the database URL asks for TLS (sslmode=require)".into()))?;
+    let bad = |reason: String| ConfigError {
+        name: "PGSSLROOTCERT".into(),
+        reason,
+    };
+    let path = cfg.root_cert_path.as_deref().ok_or_else(|| {
+        bad("is required when the database URL asks for TLS (sslmode=require)".into())
+    })?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(format!("cannot read {path}: {e}")))? {
+    for cert in
+        CertificateDer::pem_file_iter(path).map_err(|e| bad(format!("cannot read {path}: {e}")))?
+    {
         let cert = cert.map_err(|e| bad(format!("bad PEM in {path}: {e}")))?;
-        roots.add(cert).map_err(|e| bad(format!("bad certificate in {path}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("bad certificate in {path}: {e}")))?;
     }
     if roots.is_empty() {
         return Err(bad(format!("{path} holds no certificates")));
@@ -60,9 +71,15 @@ fn tls_config(cfg: &DatabaseConfig) -> Result<rustls::ClientConfig, ConfigError>
 /// lock is held by that session).
 pub async fn migrate(cfg: &DatabaseConfig) -> anyhow::Result<Vec<u32>> {
     use anyhow::Context;
-    let single = DatabaseConfig { pool_max: 1, ..cfg.clone() };
+    let single = DatabaseConfig {
+        pool_max: 1,
+        ..cfg.clone()
+    };
     let pool = build_pool(&single)?;
-    let mut client = pool.get().await.context("connecting to PostgreSQL to migrate")?;
+    let mut client = pool
+        .get()
+        .await
+        .context("connecting to PostgreSQL to migrate")?;
     crm_domain::migrations::run(&mut client).await
 }
 
@@ -78,7 +95,8 @@ mod tests {
 
     #[test]
     fn plain_urls_build_a_lazy_pool_without_connecting() {
-        let cfg = DatabaseConfig::from_url("postgres://u@192.0.2.1:1/db?sslmode=disable", 2).unwrap();
+        let cfg =
+            DatabaseConfig::from_url("postgres://u@192.0.2.1:1/db?sslmode=disable", 2).unwrap();
         let pool = build_pool(&cfg).unwrap();
         assert_eq!(pool.status().size, 0);
     }

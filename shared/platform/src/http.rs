@@ -7,7 +7,10 @@ use serde_json::Value;
 
 /// A header as text; absent, non-UTF-8 or empty is `None`. Names are case-insensitive.
 pub fn header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
 }
 
 /// The raw body bytes, exactly as signed (API Gateway base64 is already decoded).

@@ -30,7 +30,12 @@ impl SqsPublisher {
 }
 
 impl Publisher for SqsPublisher {
-    fn publish<'a>(&'a self, queue: QueueName, message_id: Uuid, body: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn publish<'a>(
+        &'a self,
+        queue: QueueName,
+        message_id: Uuid,
+        body: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let url = self
                 .urls
@@ -47,7 +52,13 @@ impl Publisher for SqsPublisher {
                 .message_attributes("outbox_message_id", attr)
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("SQS SendMessage to {}: {}", queue.as_str(), aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "SQS SendMessage to {}: {}",
+                        queue.as_str(),
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })?;
             Ok(())
         })
     }
@@ -67,7 +78,10 @@ pub struct InProcessQueue {
 
 impl InProcessQueue {
     /// Returns the publisher and, per queue, the receiving end a local worker consumes.
-    pub fn new() -> (Self, HashMap<QueueName, mpsc::UnboundedReceiver<LocalMessage>>) {
+    pub fn new() -> (
+        Self,
+        HashMap<QueueName, mpsc::UnboundedReceiver<LocalMessage>>,
+    ) {
         let mut senders = HashMap::new();
         let mut receivers = HashMap::new();
         for q in QueueName::ALL {
@@ -80,10 +94,18 @@ impl InProcessQueue {
 }
 
 impl Publisher for InProcessQueue {
-    fn publish<'a>(&'a self, queue: QueueName, message_id: Uuid, body: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn publish<'a>(
+        &'a self,
+        queue: QueueName,
+        message_id: Uuid,
+        body: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             self.senders[&queue]
-                .send(LocalMessage { message_id, body: body.to_string() })
+                .send(LocalMessage {
+                    message_id,
+                    body: body.to_string(),
+                })
                 .map_err(|_| anyhow::anyhow!("local queue {} has no consumer", queue.as_str()))
         })
     }
@@ -99,7 +121,13 @@ mod tests {
         let id = Uuid::now_v7();
         q.publish(QueueName::Send, id, "{\"k\":1}").await.unwrap();
         let got = rx.get_mut(&QueueName::Send).unwrap().recv().await.unwrap();
-        assert_eq!(got, LocalMessage { message_id: id, body: "{\"k\":1}".into() });
+        assert_eq!(
+            got,
+            LocalMessage {
+                message_id: id,
+                body: "{\"k\":1}".into()
+            }
+        );
         assert!(rx.get_mut(&QueueName::Media).unwrap().try_recv().is_err());
     }
 }

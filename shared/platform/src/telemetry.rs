@@ -12,6 +12,10 @@ pub fn init(log_level: &str) {
     let _ = if text {
         builder.compact().try_init()
     } else {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     };
 }

@@ -16,7 +16,9 @@ pub fn admin_url() -> String {
 
 /// `url` with its database name replaced.
 fn with_db(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let after_scheme = base.find("://").map_or(0, |i| i + 3);
     let base = match base[after_scheme..].find('/') {
         Some(i) => &base[..after_scheme + i],
@@ -29,9 +31,9 @@ fn with_db(url: &str, db: &str) -> String {
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .with_context(|| "connecting to the test PostgreSQL (is it running? `make test` starts one)".to_string())?;
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.with_context(|| {
+        "connecting to the test PostgreSQL (is it running? `make test` starts one)".to_string()
+    })?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -43,29 +45,42 @@ const TEMPLATE_LOCK: i64 = 0x0C0F_FEE0_7E57_0001;
 
 async fn ensure_template(admin: &tokio_postgres::Client) -> anyhow::Result<String> {
     let name = format!("crmt_tpl_{}", crm_domain::migrations::fingerprint());
-    admin.execute("select pg_advisory_lock($1)", &[&TEMPLATE_LOCK]).await?;
+    admin
+        .execute("select pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+        .await?;
     let result = async {
         let row = admin
-            .query_opt("select datistemplate from pg_database where datname = $1", &[&name])
+            .query_opt(
+                "select datistemplate from pg_database where datname = $1",
+                &[&name],
+            )
             .await?;
         match row.map(|r| r.get::<_, bool>(0)) {
             Some(true) => return Ok(()),
             // Half-built by a run that died: rebuild.
             Some(false) => {
-                admin.batch_execute(&format!("drop database if exists {name} with (force)")).await?;
+                admin
+                    .batch_execute(&format!("drop database if exists {name} with (force)"))
+                    .await?;
             }
             None => {}
         }
-        admin.batch_execute(&format!("create database {name}")).await?;
+        admin
+            .batch_execute(&format!("create database {name}"))
+            .await?;
         {
             let mut client = connect(&with_db(&admin_url(), &name)).await?;
             crm_domain::migrations::run(&mut client).await?;
         }
-        admin.batch_execute(&format!("alter database {name} is_template true")).await?;
+        admin
+            .batch_execute(&format!("alter database {name} is_template true"))
+            .await?;
         anyhow::Ok(())
     }
     .await;
-    admin.execute("select pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await?;
+    admin
+        .execute("select pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
+        .await?;
     result.map(|()| name)
 }
 
@@ -88,19 +103,32 @@ impl TestDb {
             .batch_execute(&format!("create database {name} template {template}"))
             .await
             .context("creating the test database from the template")?;
-        Ok(Self { url: with_db(&admin_url(), &name), name })
+        Ok(Self {
+            url: with_db(&admin_url(), &name),
+            name,
+        })
     }
 
     /// An empty database (no migrations), for testing the migration runner itself.
     pub async fn empty() -> Self {
-        let admin = connect(&admin_url()).await.expect("connecting to the test PostgreSQL");
+        let admin = connect(&admin_url())
+            .await
+            .expect("connecting to the test PostgreSQL");
         let name = format!("crmt_{}", uuid::Uuid::new_v4().simple());
-        admin.batch_execute(&format!("create database {name}")).await.expect("creating an empty test database");
-        Self { url: with_db(&admin_url(), &name), name }
+        admin
+            .batch_execute(&format!("create database {name}"))
+            .await
+            .expect("creating an empty test database");
+        Self {
+            url: with_db(&admin_url(), &name),
+            name,
+        }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        connect(&self.url).await.expect("connecting to the test database")
+        connect(&self.url)
+            .await
+            .expect("connecting to the test database")
     }
 }
 
@@ -109,10 +137,16 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs outside async; use a short-lived runtime on its own thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let admin = connect(&admin_url()).await.ok()?;
-                admin.batch_execute(&format!("drop database if exists {name} with (force)")).await.ok()
+                admin
+                    .batch_execute(&format!("drop database if exists {name} with (force)"))
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -128,18 +162,6 @@ pub fn repo_root() -> PathBuf {
 pub fn event(path: &str) -> String {
     let full = repo_root().join("events").join(path);
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_name_is_replaced_keeping_the_query() {
-        assert_eq!(with_db("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(with_db("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-        assert_eq!(with_db("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-    }
 }
 
 /// A local AWS-compatible server (`moto_server`, from PyPI) on a free port,
@@ -161,10 +183,20 @@ impl MotoServer {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {bin} ({e}); `make test` installs it with pip install 'moto[server]'"));
-        let server = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {bin} ({e}); `make test` installs it with pip install 'moto[server]'"
+                )
+            });
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return server;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -177,5 +209,23 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced_keeping_the_query() {
+        assert_eq!(
+            with_db("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_db("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(with_db("postgres://u@h:1", "x"), "postgres://u@h:1/x");
     }
 }

@@ -9,9 +9,15 @@ pub use deadpool_postgres::GenericClient;
 /// What a database error means to a caller, by SQLSTATE and constraint name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbFault {
-    UniqueViolation { constraint: Option<String> },
-    ForeignKeyViolation { constraint: Option<String> },
-    CheckViolation { constraint: Option<String> },
+    UniqueViolation {
+        constraint: Option<String>,
+    },
+    ForeignKeyViolation {
+        constraint: Option<String>,
+    },
+    CheckViolation {
+        constraint: Option<String>,
+    },
     /// Connection lost, server shutting down, serialization failure, deadlock: try again.
     Retryable,
     Other,
@@ -21,7 +27,11 @@ pub fn classify(err: &tokio_postgres::Error) -> DbFault {
     use tokio_postgres::error::SqlState;
     let Some(db) = err.as_db_error() else {
         // No server error attached: the connection itself failed.
-        return if err.is_closed() || err.to_string().contains("connection") { DbFault::Retryable } else { DbFault::Other };
+        return if err.is_closed() || err.to_string().contains("connection") {
+            DbFault::Retryable
+        } else {
+            DbFault::Other
+        };
     };
     let constraint = db.constraint().map(str::to_owned);
     match *db.code() {

@@ -108,7 +108,10 @@ pub struct Failure<'a> {
     pub error: &'a str,
 }
 
-pub async fn record_failure(db: &impl GenericClient, f: &Failure<'_>) -> anyhow::Result<Option<Uuid>> {
+pub async fn record_failure(
+    db: &impl GenericClient,
+    f: &Failure<'_>,
+) -> anyhow::Result<Option<Uuid>> {
     let stmt = db
         .prepare_cached("select webhook_fail($1, $2, $3, $4, $5, $6, $7)")
         .await
@@ -146,7 +149,10 @@ pub async fn record_ignored(
         .await
         .context("preparing ignored-event record")?;
     let row = db
-        .query_one(&stmt, &[&source.as_str(), &key, &hash, &event_type, payload, result])
+        .query_one(
+            &stmt,
+            &[&source.as_str(), &key, &hash, &event_type, payload, result],
+        )
         .await
         .context("recording an ignored webhook")?;
     Receipt::from_json(&row.get::<_, Value>(0))
