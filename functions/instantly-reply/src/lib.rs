@@ -11,7 +11,8 @@ use crm_platform::{
 use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
-pub const ROUTE: (&str, &str) = ("POST", "/crm/webhooks/instantly/reply");
+/// The API Gateway routes this function serves.
+pub const ROUTES: &[(&str, &str)] = &[("POST", "/crm/webhooks/instantly/reply")];
 
 /// Built once per cold start.
 pub struct Deps {

@@ -2,8 +2,6 @@
 //! Gateway path on one port, the same handlers Lambda runs, workers and the
 //! outbox relay in-process, media in a local folder, real PostgreSQL.
 
-mod routes;
-
 use anyhow::Context;
 use crm_platform::{
     config::{CommonConfig, Env},
@@ -11,6 +9,7 @@ use crm_platform::{
     queue::InProcessQueue,
     telemetry,
 };
+use local_runner::routes;
 use std::{sync::Arc, time::Duration};
 
 #[tokio::main]

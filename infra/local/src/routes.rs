@@ -16,8 +16,56 @@ type Handler = Arc<
 
 pub struct Route {
     pub method: &'static str,
+    /// API Gateway route path; `{name}` matches one path segment.
     pub path: &'static str,
     handler: Handler,
+}
+
+impl Route {
+    /// The path parameters when `path` matches this route's pattern.
+    fn matches(&self, path: &str) -> Option<HashMap<String, String>> {
+        let mut params = HashMap::new();
+        let mut want = self.path.trim_matches('/').split('/');
+        let mut got = path.trim_matches('/').split('/');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return Some(params),
+                (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {
+                    params.insert(w[1..w.len() - 1].to_string(), g.to_string());
+                }
+                (Some(w), Some(g)) if w == g => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Mounts every `(method, path)` of one function on its `handle`.
+fn mount<D: Send + Sync + 'static, F>(
+    routes: &mut Vec<Route>,
+    paths: &[(&'static str, &'static str)],
+    deps: D,
+    handle: F,
+) where
+    F: Fn(
+            lambda_http::Request,
+            Arc<D>,
+        )
+            -> Pin<Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + Send>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let deps = Arc::new(deps);
+    let handle = Arc::new(handle);
+    for (method, path) in paths {
+        let (deps, handle) = (deps.clone(), handle.clone());
+        routes.push(Route {
+            method,
+            path,
+            handler: Arc::new(move |req| handle(req, deps.clone())),
+        });
+    }
 }
 
 pub struct Table(Vec<Route>);
@@ -30,16 +78,13 @@ impl Table {
 
 /// One entry per HTTP function; each builds its own `Deps` as its Lambda would.
 pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError> {
-    let instantly = Arc::new(instantly_reply::Deps::new(common, env)?);
-    let (method, path) = instantly_reply::ROUTE;
-    let routes = vec![Route {
-        method,
-        path,
-        handler: Arc::new(move |req| {
-            let deps = instantly.clone();
-            Box::pin(async move { instantly_reply::handle(req, &deps).await })
-        }),
-    }];
+    let mut routes = Vec::new();
+    mount(
+        &mut routes,
+        instantly_reply::ROUTES,
+        instantly_reply::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { instantly_reply::handle(req, &deps).await }),
+    );
     Ok(Arc::new(Table(routes)))
 }
 
@@ -63,12 +108,13 @@ pub fn router(table: Arc<Table>) -> axum::Router {
 async fn dispatch(table: Arc<Table>, req: axum::extract::Request) -> axum::response::Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let Some(route) = table
+    let found = table
         .0
         .iter()
-        .find(|r| r.method == parts.method.as_str() && r.path == path)
-    else {
-        let known_path = table.0.iter().any(|r| r.path == path);
+        .filter(|r| r.method == parts.method.as_str())
+        .find_map(|r| r.matches(&path).map(|params| (r, params)));
+    let Some((route, path_params)) = found else {
+        let known_path = table.0.iter().any(|r| r.matches(&path).is_some());
         let (status, code, msg) = if known_path {
             (405, "method_not_allowed", "Method not allowed")
         } else {
@@ -97,7 +143,8 @@ async fn dispatch(table: Arc<Table>, req: axum::extract::Request) -> axum::respo
         .body(lambda_http::Body::Binary(bytes.to_vec()))
         .expect("parts of a valid request")
         .with_raw_http_path(path)
-        .with_query_string_parameters(query);
+        .with_query_string_parameters(query)
+        .with_path_parameters(path_params);
     respond((route.handler)(lambda_req).await)
 }
 
@@ -118,4 +165,27 @@ fn respond(resp: lambda_http::Response<lambda_http::Body>) -> axum::response::Re
         _ => Vec::new(),
     };
     axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &'static str) -> Route {
+        Route {
+            method: "GET",
+            path,
+            handler: Arc::new(|_| Box::pin(async { lambda_http::Response::default() })),
+        }
+    }
+
+    #[test]
+    fn patterns_match_one_segment_per_parameter() {
+        let r = route("/crm/deals/{id}/stage");
+        assert_eq!(r.matches("/crm/deals/abc/stage").unwrap()["id"], "abc");
+        assert!(r.matches("/crm/deals//stage").is_none());
+        assert!(r.matches("/crm/deals/abc").is_none());
+        assert!(r.matches("/crm/deals/abc/stage/x").is_none());
+        assert!(route("/health").matches("/health").unwrap().is_empty());
+    }
 }

@@ -1,0 +1,76 @@
+//! Queue messages: one tagged, versioned enum shared by producers (through
+//! the outbox) and consumers (the workers). Adding a kind is additive; a
+//! breaking change to a kind bumps its `v`.
+
+use crate::{
+    db::GenericClient,
+    outbox::{self, QueueName},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Post an event to every configured outbound webhook URL (send queue).
+    DeliverWebhook(DeliverWebhook),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliverWebhook {
+    /// Message schema version of this kind.
+    pub v: u8,
+    /// Stable id of the event: the Standard Webhooks `webhook-id`, and the
+    /// deduplication key of its deliveries.
+    pub event_id: Uuid,
+    /// e.g. `deal.stage_changed`.
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: Value,
+}
+
+impl Job {
+    pub fn queue(&self) -> QueueName {
+        match self {
+            Job::DeliverWebhook(_) => QueueName::Send,
+        }
+    }
+
+    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+/// Writes the job to the outbox; call inside the transaction of the change.
+pub async fn enqueue(db: &impl GenericClient, job: &Job) -> anyhow::Result<Uuid> {
+    let body = serde_json::to_value(job).expect("jobs always serialise");
+    outbox::enqueue(db, job.queue(), &body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deliver_webhook_has_a_stable_wire_format() {
+        let id = Uuid::parse_str("0192f0c8-7a00-7000-8000-000000000001").unwrap();
+        let job = Job::DeliverWebhook(DeliverWebhook {
+            v: 1,
+            event_id: id,
+            event_type: "deal.stage_changed".into(),
+            occurred_at: "2026-11-23T10:00:00Z".parse().unwrap(),
+            payload: json!({"deal_id": "d"}),
+        });
+        let wire = serde_json::to_value(&job).unwrap();
+        assert_eq!(
+            wire,
+            json!({"kind": "deliver_webhook", "v": 1, "event_id": id, "event_type": "deal.stage_changed",
+                   "occurred_at": "2026-11-23T10:00:00Z", "payload": {"deal_id": "d"}})
+        );
+        assert_eq!(Job::parse(&wire.to_string()).unwrap(), job);
+        assert!(Job::parse(r#"{"kind":"launch_rockets"}"#).is_err());
+    }
+}
