@@ -10,10 +10,11 @@
 //!
 //! Other Instantly event types are recorded and answered `"ignored"`.
 
+use crate::fields::{clip, email, object, require_json, text, timestamp};
 use crate::{
     db::{
         GenericClient,
-        webhook_events::{self, Failure, Receipt, Rejection, Source},
+        webhook_events::{self, Receipt, Seen, Source},
     },
     error::WebhookError,
     intent::{self, Intent},
@@ -75,15 +76,6 @@ pub enum Event {
     },
 }
 
-/// What `accept` learned before it failed, so the receipt can be written.
-#[derive(Default)]
-struct Seen {
-    key: Option<IdempotencyKey>,
-    event_type: Option<String>,
-    hash: Option<PayloadHash>,
-    payload: Option<Value>,
-}
-
 /// Runs the webhook. Caller faults are recorded as rejections, our faults as
 /// failures (retryable under the same key); both are then returned.
 pub async fn receive(
@@ -93,44 +85,10 @@ pub async fn receive(
 ) -> Result<Value, WebhookError> {
     let mut seen = Seen::default();
     let outcome = accept(db, verifier, &req, &mut seen).await;
-    let Err(err) = outcome else { return outcome };
-    match &err {
-        WebhookError::Duplicate { .. } | WebhookError::InFlight => {}
-        WebhookError::Unexpected(cause) => {
-            tracing::error!(error = %format!("{cause:#}"), "instantly webhook failed");
-            if let (Some(key), Some(hash)) = (&seen.key, &seen.hash) {
-                let failure = Failure {
-                    source: Source::Instantly,
-                    idempotency_key: key.as_str(),
-                    payload_hash: hash.as_str(),
-                    event_type: seen.event_type.as_deref(),
-                    payload: seen.payload.as_ref(),
-                    error_code: err.code(),
-                    error: "processing failed; retry with the same idempotency key",
-                };
-                if let Err(e) = webhook_events::record_failure(db, &failure).await {
-                    tracing::error!(error = %format!("{e:#}"), "could not record the failure");
-                }
-            }
-        }
-        caller_fault => {
-            let raw_hash = PayloadHash::of_bytes(req.body);
-            let message = caller_fault.to_string();
-            let rejection = Rejection {
-                source: Source::Instantly,
-                idempotency_key: seen.key.as_ref().map(IdempotencyKey::as_str),
-                payload_hash: seen.hash.as_ref().unwrap_or(&raw_hash).as_str(),
-                event_type: seen.event_type.as_deref(),
-                http_status: caller_fault.status(),
-                error_code: caller_fault.code(),
-                error: &message,
-            };
-            if let Err(e) = webhook_events::record_rejection(db, &rejection).await {
-                tracing::error!(error = %format!("{e:#}"), "could not record the rejection");
-            }
-        }
+    if let Err(err) = &outcome {
+        webhook_events::record_refusal(db, Source::Instantly, req.body, &seen, err).await;
     }
-    Err(err)
+    outcome
 }
 
 async fn accept(
@@ -203,20 +161,6 @@ async fn accept(
         Receipt::Seen { result, .. } => Err(WebhookError::Duplicate { first: result }),
         Receipt::Mismatch => Err(WebhookError::KeyReused),
         Receipt::InFlight => Err(WebhookError::InFlight),
-    }
-}
-
-fn require_json(content_type: Option<&str>) -> Result<(), WebhookError> {
-    let media_type = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    if media_type.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(WebhookError::UnsupportedMediaType {
-            expected: "application/json",
-        })
     }
 }
 
@@ -391,61 +335,6 @@ fn parse_native(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
     })))
 }
 
-/// A string field; absent, null or blank is `None`; another JSON type is a 422 naming the field.
-fn text<'v>(
-    obj: &'v Map<String, Value>,
-    key: &str,
-    field: &str,
-) -> Result<Option<&'v str>, WebhookError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim())),
-        Some(_) => Err(WebhookError::validation(field, "must be a string")),
-    }
-}
-
-fn object<'v>(
-    obj: &'v Map<String, Value>,
-    key: &str,
-    field: &str,
-) -> Result<&'v Map<String, Value>, WebhookError> {
-    match obj.get(key) {
-        Some(Value::Object(o)) => Ok(o),
-        None | Some(Value::Null) => Err(WebhookError::validation(field, "is required")),
-        Some(_) => Err(WebhookError::validation(field, "must be an object")),
-    }
-}
-
-fn email(obj: &Map<String, Value>, key: &str, field: &str) -> Result<EmailAddress, WebhookError> {
-    let raw =
-        text(obj, key, field)?.ok_or_else(|| WebhookError::validation(field, "is required"))?;
-    EmailAddress::parse(raw).map_err(|reason| WebhookError::validation(field, reason))
-}
-
-fn timestamp(
-    obj: &Map<String, Value>,
-    key: &str,
-    field: &str,
-) -> Result<Option<DateTime<Utc>>, WebhookError> {
-    text(obj, key, field)?
-        .map(|raw| {
-            DateTime::parse_from_rfc3339(raw)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| WebhookError::validation(field, "must be an RFC 3339 timestamp"))
-        })
-        .transpose()
-}
-
-/// At most `max` characters, cut on a character boundary.
-fn clip(s: impl AsRef<str>, max: usize) -> String {
-    let s = s.as_ref();
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => s[..cut].to_string(),
-        None => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,19 +454,5 @@ mod tests {
         assert_eq!(p["intent"], "unsubscribe");
         assert_eq!(p["target_stage"], "New");
         assert_eq!(p["opt_out"], true);
-    }
-
-    #[test]
-    fn content_type_must_be_json_with_optional_parameters() {
-        assert!(require_json(Some("application/json")).is_ok());
-        assert!(require_json(Some("Application/JSON; charset=utf-8")).is_ok());
-        assert!(require_json(Some("text/plain")).is_err());
-        assert!(require_json(None).is_err());
-    }
-
-    #[test]
-    fn clip_cuts_on_character_boundaries() {
-        assert_eq!(clip("çağrı", 3), "çağ");
-        assert_eq!(clip("ab", 5), "ab");
     }
 }

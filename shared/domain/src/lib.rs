@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod error;
+pub mod fields;
 pub mod instantly;
 pub mod intent;
 pub mod jobs;

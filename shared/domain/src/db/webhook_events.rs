@@ -1,6 +1,10 @@
 //! Receipts of inbound calls: rejections, failures and the claim outcome.
 
 use super::GenericClient;
+use crate::{
+    error::WebhookError,
+    types::{IdempotencyKey, PayloadHash},
+};
 use anyhow::Context;
 use serde_json::Value;
 use uuid::Uuid;
@@ -156,4 +160,118 @@ pub async fn record_ignored(
         .await
         .context("recording an ignored webhook")?;
     Receipt::from_json(&row.get::<_, Value>(0))
+}
+
+/// Claims the idempotency slot inside the caller's transaction (`webhook_claim`
+/// in SQL). `Receipt::New` carries a null result: do the work, then `complete`.
+pub async fn claim(
+    db: &impl GenericClient,
+    source: Source,
+    key: &IdempotencyKey,
+    hash: &PayloadHash,
+    event_type: &str,
+    payload: &Value,
+) -> anyhow::Result<Receipt> {
+    let stmt = db
+        .prepare_cached("select outcome, event_id, result from webhook_claim($1, $2, $3, $4, $5)")
+        .await
+        .context("preparing the idempotency claim")?;
+    let row = db
+        .query_one(
+            &stmt,
+            &[
+                &source.as_str(),
+                &key.as_str(),
+                &hash.as_str(),
+                &event_type,
+                payload,
+            ],
+        )
+        .await
+        .context("claiming the idempotency key")?;
+    let (outcome, event_id, result): (String, Uuid, Option<Value>) =
+        (row.get(0), row.get(1), row.get(2));
+    let result = result.unwrap_or(Value::Null);
+    Ok(match outcome.as_str() {
+        "new" => Receipt::New { event_id, result },
+        "seen" => Receipt::Seen { event_id, result },
+        "mismatch" => Receipt::Mismatch,
+        "in_flight" => Receipt::InFlight,
+        other => anyhow::bail!("unknown receipt outcome {other}"),
+    })
+}
+
+/// Marks a claimed event `processed` (or `ignored`) with the answer replays get.
+pub async fn complete(
+    db: &impl GenericClient,
+    event_id: Uuid,
+    status: &str,
+    result: &Value,
+) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached("select webhook_complete($1, $2, $3)")
+        .await
+        .context("preparing the receipt completion")?;
+    db.execute(&stmt, &[&event_id, &status, result])
+        .await
+        .context("completing the receipt")?;
+    Ok(())
+}
+
+/// What a webhook edge learned before it stopped, so its receipt can be written.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub key: Option<IdempotencyKey>,
+    pub event_type: Option<String>,
+    pub hash: Option<PayloadHash>,
+    pub payload: Option<Value>,
+}
+
+/// Records why a webhook was not processed: caller faults as `rejected`
+/// (no body kept, no key held), our faults as `failed` (retryable under the
+/// same key). Replays (409) write nothing: the first receipt stands.
+/// Recording is best effort: its own failure is logged, never returned.
+pub async fn record_refusal(
+    db: &impl GenericClient,
+    source: Source,
+    raw_body: &[u8],
+    seen: &Seen,
+    err: &WebhookError,
+) {
+    match err {
+        WebhookError::Duplicate { .. } | WebhookError::InFlight => {}
+        WebhookError::Unexpected(cause) => {
+            tracing::error!(source = source.as_str(), error = %format!("{cause:#}"), "webhook processing failed");
+            if let (Some(key), Some(hash)) = (&seen.key, &seen.hash) {
+                let failure = Failure {
+                    source,
+                    idempotency_key: key.as_str(),
+                    payload_hash: hash.as_str(),
+                    event_type: seen.event_type.as_deref(),
+                    payload: seen.payload.as_ref(),
+                    error_code: err.code(),
+                    error: "processing failed; retry with the same idempotency key",
+                };
+                if let Err(e) = record_failure(db, &failure).await {
+                    tracing::error!(error = %format!("{e:#}"), "could not record the failure");
+                }
+            }
+        }
+        caller_fault => {
+            let raw_hash = PayloadHash::of_bytes(raw_body);
+            let message = caller_fault.to_string();
+            let rejection = Rejection {
+                source,
+                idempotency_key: seen.key.as_ref().map(IdempotencyKey::as_str),
+                payload_hash: seen.hash.as_ref().unwrap_or(&raw_hash).as_str(),
+                event_type: seen.event_type.as_deref(),
+                http_status: caller_fault.status(),
+                error_code: caller_fault.code(),
+                error: &message,
+            };
+            if let Err(e) = record_rejection(db, &rejection).await {
+                tracing::error!(error = %format!("{e:#}"), "could not record the rejection");
+            }
+        }
+    }
 }

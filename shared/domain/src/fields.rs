@@ -1,0 +1,99 @@
+//! Reading fields out of untrusted JSON payloads: every accessor names the
+//! field in its error, so a caller learns exactly what to fix (422).
+
+use crate::{error::WebhookError, types::EmailAddress};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// The body must be `application/json` (parameters such as charset allowed).
+pub fn require_json(content_type: Option<&str>) -> Result<(), WebhookError> {
+    let media_type = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(WebhookError::UnsupportedMediaType {
+            expected: "application/json",
+        })
+    }
+}
+
+/// A string field; absent, null or blank is `None`; another JSON type is a 422 naming the field.
+pub fn text<'v>(
+    obj: &'v Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<&'v str>, WebhookError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim())),
+        Some(_) => Err(WebhookError::validation(field, "must be a string")),
+    }
+}
+
+pub fn object<'v>(
+    obj: &'v Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<&'v Map<String, Value>, WebhookError> {
+    match obj.get(key) {
+        Some(Value::Object(o)) => Ok(o),
+        None | Some(Value::Null) => Err(WebhookError::validation(field, "is required")),
+        Some(_) => Err(WebhookError::validation(field, "must be an object")),
+    }
+}
+
+pub fn email(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<EmailAddress, WebhookError> {
+    let raw =
+        text(obj, key, field)?.ok_or_else(|| WebhookError::validation(field, "is required"))?;
+    EmailAddress::parse(raw).map_err(|reason| WebhookError::validation(field, reason))
+}
+
+pub fn timestamp(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<DateTime<Utc>>, WebhookError> {
+    text(obj, key, field)?
+        .map(|raw| {
+            DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| WebhookError::validation(field, "must be an RFC 3339 timestamp"))
+        })
+        .transpose()
+}
+
+/// At most `max` characters, cut on a character boundary.
+pub fn clip(s: impl AsRef<str>, max: usize) -> String {
+    let s = s.as_ref();
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => s[..cut].to_string(),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_must_be_json_with_optional_parameters() {
+        assert!(require_json(Some("application/json")).is_ok());
+        assert!(require_json(Some("Application/JSON; charset=utf-8")).is_ok());
+        assert!(require_json(Some("text/plain")).is_err());
+        assert!(require_json(None).is_err());
+    }
+
+    #[test]
+    fn clip_cuts_on_character_boundaries() {
+        assert_eq!(clip("çağrı", 3), "çağ");
+        assert_eq!(clip("ab", 5), "ab");
+    }
+}
