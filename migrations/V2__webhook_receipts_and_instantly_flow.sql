@@ -174,6 +174,17 @@ begin
             values (v_deal, v_deal_stage, v_target, 'instantly', v_event);
             v_moved := true;
             v_stage_name := v_target_name;
+            -- deal.stage_changed for outbound webhooks: the same job crm_domain::jobs::Job::DeliverWebhook
+            -- that every other stage move writes (the wire format is pinned by a test in jobs.rs).
+            insert into outbox (queue, body)
+            values ('send', jsonb_build_object(
+                'kind', 'deliver_webhook', 'v', 1, 'event_id', gen_random_uuid(),
+                'event_type', 'deal.stage_changed', 'occurred_at', now(),
+                'payload', jsonb_build_object(
+                    'deal_id', v_deal, 'contact_id', v_contact, 'pipeline_id', v_pipeline,
+                    'from', jsonb_build_object('stage_id', v_deal_stage, 'name', v_from_name),
+                    'to', jsonb_build_object('stage_id', v_target, 'name', v_target_name),
+                    'actor', 'instantly', 'changed_at', now())));
         else
             update deals set updated_at = now() where id = v_deal;
         end if;

@@ -450,6 +450,22 @@ async fn a_new_deal_moves_from_new_to_qualified_with_history() {
             (Some("New".to_string()), "Qualified".to_string())
         ]
     );
+    // The move (not the creation) is announced to outbound webhooks, as every stage move is.
+    let jobs: Vec<String> = pg
+        .query("select body::text from outbox", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(jobs.len(), 1);
+    let crm_domain::jobs::Job::DeliverWebhook(job) =
+        crm_domain::jobs::Job::parse(&jobs[0]).unwrap();
+    assert_eq!(job.event_type, "deal.stage_changed");
+    assert_eq!(job.payload["deal_id"], second["deal_id"]);
+    assert_eq!(job.payload["from"]["name"], "New");
+    assert_eq!(job.payload["to"]["name"], "Qualified");
+    assert_eq!(job.payload["actor"], "instantly");
 }
 
 #[tokio::test]
