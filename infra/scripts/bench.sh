@@ -21,6 +21,7 @@ psql "$admin_url" -qc "create database $db"
 export DATABASE_URL="${admin_url%/*}/$db"
 export APP_ENV=development LOG_LEVEL=warn PORT="$port"
 export HMAC_SHARED_SECRET_INSTANTLY=bench-secret
+export HMAC_SHARED_SECRET_CALCOM=bench-calcom-secret
 export PG_POOL_MAX="${PG_POOL_MAX:-16}"
 
 

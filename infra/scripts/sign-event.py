@@ -19,6 +19,12 @@ is updated to the body's byte length. The file is rewritten as JSON with a
 With --check nothing is written: each file's x-signature is compared with
 the expected value (files without an x-signature are reported and skipped)
 and the exit status is 1 if any differs. Stdlib only.
+
+Other sources sign into another header, without the `sha256=` prefix. Cal.com
+(`x-cal-signature-256`, bare lowercase hex; its sample secret,
+test-calcom-secret, is the default for that header):
+
+    infra/scripts/sign-event.py --header x-cal-signature-256 --no-prefix events/calcom-booking/*.json
 """
 
 import argparse
@@ -32,6 +38,8 @@ import tempfile
 
 DEFAULT_SECRET = "test-instantly-secret"
 HEADER = "x-signature"
+# The sample secret of each other signature header (see events/README.md).
+DEFAULT_SECRETS = {"x-cal-signature-256": "test-calcom-secret"}
 
 
 def body_bytes(event: dict) -> bytes:
@@ -43,8 +51,8 @@ def body_bytes(event: dict) -> bytes:
     return body.encode("utf-8")
 
 
-def signature(raw: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
+def signature(raw: bytes, secret: str, prefix: str = "sha256=") -> str:
+    return prefix + hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
 
 
 def load(path: str) -> dict:
@@ -69,7 +77,7 @@ def write(path: str, event: dict) -> None:
         raise
 
 
-def sign(path: str, secret: str) -> str:
+def sign(path: str, secret: str, header: str = HEADER, prefix: str = "sha256=") -> str:
     event = load(path)
     raw = body_bytes(event)
     headers = event.get("headers")
@@ -78,24 +86,24 @@ def sign(path: str, secret: str) -> str:
     if not isinstance(headers, dict):
         raise ValueError("'headers' is not an object")
     # Header names are case-insensitive: drop variants so only one remains.
-    for name in [n for n in headers if n.lower() == HEADER and n != HEADER]:
+    for name in [n for n in headers if n.lower() == header and n != header]:
         del headers[name]
-    value = signature(raw, secret)
-    headers[HEADER] = value
+    value = signature(raw, secret, prefix)
+    headers[header] = value
     if "content-length" in headers:
         headers["content-length"] = str(len(raw))
     write(path, event)
     return value
 
 
-def check(path: str, secret: str) -> bool:
+def check(path: str, secret: str, header: str = HEADER, prefix: str = "sha256=") -> bool:
     event = load(path)
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    got = headers.get(HEADER)
+    got = headers.get(header)
     if got is None:
-        print(f"{path}: no {HEADER} header (skipped)")
+        print(f"{path}: no {header} header (skipped)")
         return True
-    want = signature(body_bytes(event), secret)
+    want = signature(body_bytes(event), secret, prefix)
     ok = hmac.compare_digest(got, want)
     print(f"{path}: {'OK' if ok else 'MISMATCH'} {got}")
     return ok
@@ -107,25 +115,31 @@ def main() -> int:
                         help="verify instead of writing; exit 1 on any mismatch")
     parser.add_argument("files", nargs="+", metavar="EVENT_FILE")
     parser.add_argument("--secret", default=None,
-                        help=f"HMAC key (default {DEFAULT_SECRET!r}); may also be "
+                        help=f"HMAC key (default {DEFAULT_SECRET!r}, or the header's sample secret "
+                             "in DEFAULT_SECRETS); may also be "
                              "given as the last positional argument when signing one file")
+    parser.add_argument("--header", default=HEADER, type=str.lower,
+                        help=f"header that carries the signature (default {HEADER!r})")
+    parser.add_argument("--no-prefix", action="store_true",
+                        help="bare hex, without the 'sha256=' prefix (Cal.com's x-cal-signature-256)")
     args = parser.parse_args()
+    prefix = "" if args.no_prefix else "sha256="
 
     files, secret = args.files, args.secret
     # `sign-event.py FILE SECRET`: a second positional that is not a file is the secret.
     if secret is None and len(files) == 2 and not os.path.exists(files[1]):
         files, secret = files[:1], files[1]
     if secret is None:
-        secret = DEFAULT_SECRET
+        secret = DEFAULT_SECRETS.get(args.header, DEFAULT_SECRET)
 
     status = 0
     for path in files:
         try:
             if args.check:
-                if not check(path, secret):
+                if not check(path, secret, args.header, prefix):
                     status = 1
             else:
-                print(f"{path}: {sign(path, secret)}")
+                print(f"{path}: {sign(path, secret, args.header, prefix)}")
         except (OSError, ValueError) as e:
             print(f"{path}: error: {e}", file=sys.stderr)
             status = 2

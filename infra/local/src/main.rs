@@ -3,6 +3,7 @@
 //! outbox relay in-process, media in a local folder, real PostgreSQL.
 
 use anyhow::Context;
+use crm_domain::outbox::QueueName;
 use crm_platform::{
     config::{CommonConfig, Env},
     db::{self, build_pool},
@@ -26,10 +27,14 @@ async fn main() -> anyhow::Result<()> {
 
     let table = routes::build(&common, &env)?;
 
-    // Workers: the outbox relay feeds in-process queues. No consumer is
-    // registered for a queue yet (the send/enrichment/media workers arrive
-    // with their issues), so messages wait in memory and are reported.
-    let (queue, receivers) = InProcessQueue::new();
+    // Workers: the outbox relay feeds in-process queues. The send worker
+    // consumes its queue with the Lambda's own `process` (retries re-deliver
+    // after the backoff); queues without a local worker yet (enrichment,
+    // media arrive with their issues) are drained and reported.
+    let (queue, mut receivers) = InProcessQueue::new();
+    if let Some(rx) = receivers.remove(&QueueName::Send) {
+        send_worker::local::spawn(rx, send_worker::Deps::new(&common, &env)?);
+    }
     for (name, mut rx) in receivers {
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {

@@ -85,8 +85,43 @@ pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError
         instantly_reply::Deps::new(common, env)?,
         |req, deps| Box::pin(async move { instantly_reply::handle(req, &deps).await }),
     );
+    mount(
+        &mut routes,
+        calcom_booking::ROUTES,
+        calcom_booking::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { calcom_booking::handle(req, &deps).await }),
+    );
+    mount(
+        &mut routes,
+        crm_actions::ROUTES,
+        crm_actions::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { crm_actions::handle(req, &deps).await }),
+    );
+    mount(
+        &mut routes,
+        crm_read::ROUTES,
+        crm_read::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { crm_read::handle(req, &deps).await }),
+    );
     Ok(Arc::new(Table(routes)))
 }
+
+/// Every `(method, path)` the HTTP functions declare, without building their
+/// `Deps`: what `build` mounts, and exactly what `openapi.json` must document
+/// (infra/local/tests/openapi.rs checks both). A new function adds its
+/// `ROUTES` here and its `mount` in `build`.
+pub fn declared() -> Vec<(&'static str, &'static str)> {
+    [
+        instantly_reply::ROUTES,
+        calcom_booking::ROUTES,
+        crm_actions::ROUTES,
+        crm_read::ROUTES,
+    ]
+    .concat()
+}
+
+/// The OpenAPI 3 document of the HTTP API (repository root), served at GET /openapi.json.
+pub const OPENAPI_JSON: &str = include_str!("../../../openapi.json");
 
 /// API Gateway's payload limit for HTTP APIs.
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -100,6 +135,18 @@ pub fn router(table: Arc<Table>) -> axum::Router {
                     200,
                     &serde_json::json!({"status": "ok"}),
                 ))
+            }),
+        )
+        .route(
+            "/openapi.json",
+            axum::routing::get(|| async {
+                respond(
+                    lambda_http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(lambda_http::Body::Text(OPENAPI_JSON.to_string()))
+                        .expect("static response parts are valid"),
+                )
             }),
         )
         .fallback(move |req: axum::extract::Request| dispatch(table.clone(), req))

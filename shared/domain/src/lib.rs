@@ -2,6 +2,9 @@
 //! PostgreSQL repositories they run on. Nothing here knows about Lambda, API
 //! Gateway or AWS; adapters in `crm-platform` translate to and from them.
 
+pub mod auth;
+pub mod calcom;
+pub mod crm;
 pub mod db;
 pub mod error;
 pub mod fields;
@@ -10,10 +13,12 @@ pub mod intent;
 pub mod jobs;
 pub mod migrations;
 pub mod outbox;
+pub mod phone;
 pub mod pipeline;
 pub mod secret;
 pub mod signature;
 pub mod types;
+pub mod webhooks_out;
 
 pub use error::WebhookError;
 pub use secret::Secret;

@@ -2,6 +2,7 @@
 //! typed configuration, the Postgres pool, the queue and blob ports, HTTP
 //! responses, and logging.
 
+pub mod api;
 pub mod aws;
 pub mod blob;
 pub mod config;

@@ -64,6 +64,48 @@ impl Publisher for SqsPublisher {
     }
 }
 
+/// The consumer side of SQS: delays a received message's next delivery (a
+/// retry with backoff) by changing its visibility timeout.
+pub struct SqsVisibility {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsVisibility {
+    /// SQS's upper bound for a visibility timeout.
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(12 * 60 * 60);
+
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// The message becomes visible again after `delay` (whole seconds, at most 12 h).
+    pub async fn delay(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let secs = delay.min(Self::MAX).as_secs() as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "SQS ChangeMessageVisibility: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
+        Ok(())
+    }
+}
+
 /// A message as a local consumer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalMessage {

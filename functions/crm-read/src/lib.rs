@@ -1,0 +1,162 @@
+//! GET /crm/pipelines, /crm/deals, /crm/contacts and /crm/contacts/{id}:
+//! the authenticated reads a pipeline board needs. This crate routes on
+//! method + raw path, authenticates and parses the query string; the
+//! queries live in `crm_domain::crm` (`reads`, `board`).
+
+use crm_domain::{
+    auth::Principal,
+    crm::{
+        ApiError,
+        board::{self, BoardQuery},
+        reads::{self, ContactQuery},
+    },
+};
+use crm_platform::{
+    api::{self, ApiConfig},
+    config::{CommonConfig, ConfigError, Env},
+    db::{PgPool, build_pool},
+    http,
+};
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The API Gateway routes this function serves.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/crm/pipelines"),
+    ("GET", "/crm/deals"),
+    ("GET", "/crm/contacts"),
+    ("GET", "/crm/contacts/{id}"),
+];
+
+/// Built once per cold start.
+pub struct Deps {
+    pub pool: PgPool,
+    pub api: ApiConfig,
+}
+
+impl Deps {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env)?;
+        Self::new(&common, env)
+    }
+
+    pub fn new(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            pool: build_pool(&common.database)?,
+            api: ApiConfig::from_env(common, env)?,
+        })
+    }
+}
+
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    let span = tracing::info_span!(
+        "crm_read",
+        request_id = %http::request_id(&req),
+        user_id = tracing::field::Empty,
+    );
+    async move {
+        let path = api::raw_path(&req);
+        let (pattern, params) = match api::route(ROUTES, req.method().as_str(), &path) {
+            Ok(found) => found,
+            Err(resp) => return resp,
+        };
+        match serve(&req, deps, pattern, &params).await {
+            Ok(body) => {
+                tracing::info!(route = pattern, status = 200, "crm read done");
+                api::answer(200, &body, false)
+            }
+            Err(err) => {
+                if err.is_server_fault() {
+                    tracing::error!(route = pattern, error = %format!("{err:#}"), "crm read failed");
+                } else {
+                    tracing::info!(
+                        route = pattern,
+                        status = err.status(),
+                        code = err.code(),
+                        "crm read refused"
+                    );
+                }
+                api::error(&err)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve(
+    req: &Request,
+    deps: &Deps,
+    pattern: &str,
+    params: &[&str],
+) -> Result<Value, ApiError> {
+    let who = api::authenticate(req, &deps.api.jwt)?;
+    tracing::Span::current().record("user_id", who.user_id());
+    let q = |name: &str| api::query(req, name);
+    // Parse before taking a connection: a bad query costs no database work.
+    let query = match pattern {
+        "/crm/pipelines" => Query::Pipelines,
+        "/crm/deals" => Query::Board(BoardQuery::parse(
+            q("pipeline_id").as_deref(),
+            q("stage_id").as_deref(),
+            q("cursor").as_deref(),
+            q("limit").as_deref(),
+        )?),
+        "/crm/contacts" => Query::Contacts(ContactQuery::parse(
+            q("q").as_deref(),
+            q("cursor").as_deref(),
+            q("limit").as_deref(),
+            deps.api.phone_region,
+        )?),
+        _ => Query::Contact(
+            params
+                .first()
+                .and_then(|raw| Uuid::parse_str(raw).ok())
+                .ok_or(ApiError::NotFound("contact"))?,
+        ),
+    };
+    run(deps, &who, query).await
+}
+
+enum Query {
+    Pipelines,
+    Board(BoardQuery),
+    Contacts(ContactQuery),
+    Contact(Uuid),
+}
+
+async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiError> {
+    let mut client = deps
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    match query {
+        Query::Pipelines => reads::pipelines(&client).await,
+        Query::Contacts(q) => reads::search_contacts(&client, who, &q).await,
+        // Several statements: one read-only snapshot, so counts, columns,
+        // deals and timeline agree with each other.
+        Query::Board(q) => {
+            let tx = snapshot(&mut client).await?;
+            board::board(&tx, who, &q).await
+        }
+        Query::Contact(id) => {
+            let tx = snapshot(&mut client).await?;
+            reads::contact_detail(&tx, who, id).await
+        }
+    }
+}
+
+async fn snapshot(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, ApiError> {
+    client
+        .build_transaction()
+        .isolation_level(deadpool_postgres::tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| ApiError::from_db(e, "starting a read snapshot"))
+}

@@ -1,0 +1,320 @@
+//! The send worker: consumes the send queue (SQS in AWS, in-process
+//! locally). Its one job kind so far is `deliver_webhook`: post a signed
+//! Standard Webhooks event to every configured URL.
+//!
+//! Each URL is its own delivery (`webhook_deliveries`, unique per event and
+//! URL), so a job received twice, or retried because another URL failed,
+//! never posts again to a URL that already took it. A message is reported
+//! failed (partial batch failure) while any delivery still has to be
+//! retried, with its next receive delayed by exponential backoff; a message
+//! whose deliveries are dead, or that is not a job, is reported failed too
+//! so that SQS's redrive moves it to the dead-letter queue.
+
+pub mod config;
+mod deliver;
+pub mod local;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use crm_domain::{
+    jobs::{DeliverWebhook, Job},
+    outbox::QueueName,
+    webhooks_out::{
+        self, Backoff, Verdict,
+        store::{self, AttemptRecord, Claim, DeliveryStatus, TargetRef},
+    },
+};
+use crm_platform::{
+    config::{CommonConfig, ConfigError, Env},
+    db::{PgPool, build_pool},
+    queue::SqsVisibility,
+};
+use std::{collections::HashMap, sync::Arc, time::Duration};
+use tracing::Instrument;
+
+pub use config::{SendConfig, Target};
+
+/// Built once per cold start; cheap to clone (everything inside is shared).
+#[derive(Clone)]
+pub struct Deps {
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    pub config: Arc<SendConfig>,
+    pub backoff: Backoff,
+    /// In SQS, retries wait by changing the message's visibility timeout.
+    /// `None`: the queue's own visibility timeout applies (tests, `cargo lambda invoke`).
+    pub visibility: Option<Arc<SqsVisibility>>,
+}
+
+impl Deps {
+    pub fn new(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
+        Self::with(build_pool(&common.database)?, SendConfig::from_env(env)?)
+    }
+
+    pub fn with(pool: PgPool, config: SendConfig) -> Result<Self, ConfigError> {
+        let http = deliver::client(&config).map_err(|e| ConfigError {
+            name: "OUTBOUND_WEBHOOK_TIMEOUT_MS".into(),
+            reason: format!("building the HTTP client: {e}"),
+        })?;
+        if config.targets.is_empty() {
+            tracing::info!(
+                "OUTBOUND_WEBHOOK_URLS is empty: outbound webhooks are acknowledged without delivery"
+            );
+        } else {
+            tracing::info!(
+                targets = config.targets.len(),
+                max_attempts = config.max_attempts,
+                "outbound webhooks configured"
+            );
+        }
+        Ok(Self {
+            pool,
+            http,
+            config: Arc::new(config),
+            backoff: Backoff::default(),
+            visibility: None,
+        })
+    }
+
+    /// How long a delivery stays claimed: one attempt plus a margin.
+    fn lease(&self) -> Duration {
+        self.config.timeout + Duration::from_secs(30)
+    }
+}
+
+/// A queue message as the worker needs it, from SQS or the in-process queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub message_id: &'a str,
+    pub body: &'a str,
+    /// 1 on the first receive (SQS `ApproximateReceiveCount`).
+    pub receive_count: u32,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done with: delete it.
+    Done,
+    /// Some delivery must be tried again; receive it again after `delay`.
+    Retry { delay: Duration },
+    /// Cannot succeed (not a job, or a delivery ran out of attempts); the
+    /// reason is recorded. It belongs in the dead-letter queue.
+    DeadLetter { reason: String },
+}
+
+/// The Lambda handler: every record of the batch concurrently; the ids of
+/// those not done are returned as batch item failures.
+pub async fn handle(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ids = HashMap::new();
+    for record in event.records {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let deps = deps.clone();
+        let task = tasks.spawn(async move { process_record(record, &deps).await });
+        ids.insert(task.id(), message_id);
+    }
+    let mut response = SqsBatchResponse::default();
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (task, done) = match joined {
+            Ok((task, done)) => (task, done),
+            Err(e) => {
+                tracing::error!(error = %e, "processing a message panicked");
+                (e.id(), false)
+            }
+        };
+        if !done {
+            // An empty id (a record without one) makes Lambda retry the whole
+            // batch, which is the safe answer when we cannot name the message.
+            response.add_failure(ids.remove(&task).unwrap_or_default());
+        }
+    }
+    response
+}
+
+/// One SQS record: processes it and, when it is to be retried, delays its
+/// next receive. Returns whether it is done.
+async fn process_record(record: SqsMessage, deps: &Deps) -> bool {
+    let message_id = record.message_id.as_deref().unwrap_or_default();
+    let receive_count = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let msg = Message {
+        message_id,
+        body: record.body.as_deref().unwrap_or_default(),
+        receive_count,
+    };
+    let delay = match process(&msg, deps).await {
+        Outcome::Done => return true,
+        Outcome::Retry { delay } => delay,
+        // Visible again at once: the redrive to the DLQ need not wait out the backoff.
+        Outcome::DeadLetter { .. } => Duration::ZERO,
+    };
+    if let (Some(visibility), Some(receipt)) = (&deps.visibility, record.receipt_handle.as_deref())
+        && let Err(e) = visibility.delay(receipt, delay).await
+    {
+        // The queue's own visibility timeout then applies; still retried.
+        tracing::warn!(message_id, error = %format!("{e:#}"), "could not delay the message");
+    }
+    false
+}
+
+/// Processes one message; the shared core of the Lambda handler and the local consumer.
+pub async fn process(msg: &Message<'_>, deps: &Deps) -> Outcome {
+    let span = tracing::info_span!(
+        "send_worker",
+        message_id = msg.message_id,
+        receive_count = msg.receive_count,
+        event_id = tracing::field::Empty
+    );
+    async move {
+        match parse(msg.body) {
+            Ok(Job::DeliverWebhook(job)) => {
+                tracing::Span::current().record("event_id", tracing::field::display(job.event_id));
+                deliver_all(&job, msg, deps).await
+            }
+            Err(reason) => poison(msg, reason, deps).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The job in a body, or why not, in words that quote nothing of the body.
+fn parse(body: &str) -> Result<Job, String> {
+    use serde_json::error::Category;
+    match Job::parse(body) {
+        Ok(Job::DeliverWebhook(job)) if job.v != 1 => {
+            Err(format!("deliver_webhook v{} is not supported", job.v))
+        }
+        Ok(job) => Ok(job),
+        Err(e) => Err(match e.classify() {
+            Category::Syntax | Category::Eof => {
+                format!("not JSON (line {}, column {})", e.line(), e.column())
+            }
+            Category::Data => format!("not a known job (line {}, column {})", e.line(), e.column()),
+            Category::Io => "unreadable".to_string(),
+        }),
+    }
+}
+
+async fn poison(msg: &Message<'_>, reason: String, deps: &Deps) -> Outcome {
+    tracing::error!(reason = %reason, "malformed message: recorded, left for the dead-letter queue");
+    let count = i32::try_from(msg.receive_count).unwrap_or(i32::MAX);
+    let recorded = async {
+        let client = deps.pool.get().await?;
+        store::record_poison(&client, QueueName::Send, msg.message_id, &reason, count).await
+    };
+    if let Err(e) = recorded.await {
+        tracing::error!(error = %format!("{e:#}"), "could not record the malformed message");
+    }
+    Outcome::DeadLetter { reason }
+}
+
+async fn deliver_all(job: &DeliverWebhook, msg: &Message<'_>, deps: &Deps) -> Outcome {
+    let Some(key) = deps.config.key.as_ref() else {
+        // No URLs configured (said once at start): nothing to deliver.
+        return Outcome::Done;
+    };
+    let body = webhooks_out::body(job);
+    let (mut pending, mut dead) = (0usize, 0usize);
+    for target in &deps.config.targets {
+        match deliver_one(job, target, key, &body, msg, deps).await {
+            Ok(DeliveryStatus::Delivered | DeliveryStatus::Failed) => {}
+            Ok(DeliveryStatus::Dead) => dead += 1,
+            Ok(DeliveryStatus::Pending) => pending += 1,
+            Err(e) => {
+                tracing::warn!(target = %target.origin, error = %format!("{e:#}"), "delivery step failed; will retry");
+                pending += 1;
+            }
+        }
+    }
+    if pending > 0 {
+        Outcome::Retry {
+            delay: deps.backoff.delay(msg.receive_count),
+        }
+    } else if dead > 0 {
+        Outcome::DeadLetter {
+            reason: format!("{dead} webhook delivery(ies) ran out of attempts"),
+        }
+    } else {
+        Outcome::Done
+    }
+}
+
+/// One URL: claim, attempt, record. Returns the delivery's status after it
+/// (`Pending` also when another worker holds it right now).
+async fn deliver_one(
+    job: &DeliverWebhook,
+    target: &Target,
+    key: &webhooks_out::SigningKey,
+    body: &[u8],
+    msg: &Message<'_>,
+    deps: &Deps,
+) -> anyhow::Result<DeliveryStatus> {
+    let target_ref = TargetRef {
+        key: &target.key,
+        origin: &target.origin,
+    };
+    // No connection is held while the receiver answers.
+    let claim = {
+        let client = deps.pool.get().await?;
+        store::claim(
+            &client,
+            job.event_id,
+            &job.event_type,
+            &target_ref,
+            deps.lease(),
+        )
+        .await?
+    };
+    let (delivery_id, attempts_before) = match claim {
+        Claim::Finished(status) => {
+            tracing::debug!(target = %target.origin, status = status.as_str(), "already finished");
+            return Ok(status);
+        }
+        Claim::Busy => return Ok(DeliveryStatus::Pending),
+        Claim::Claimed { id, attempts } => (id, attempts),
+    };
+    let msg_id = job.event_id.to_string();
+    let (outcome, duration) = deliver::attempt(&deps.http, key, target, &msg_id, body).await;
+    let attempt_no = u32::try_from(attempts_before).unwrap_or(0) + 1;
+    let max = deps.config.max_attempts;
+    let (status, error) = match outcome.verdict() {
+        Verdict::Delivered => (DeliveryStatus::Delivered, None),
+        Verdict::Reject => (
+            DeliveryStatus::Failed,
+            Some(format!("{}: refused, not retried", outcome.describe())),
+        ),
+        // The receive count also counts: SQS moves the message to the DLQ
+        // after `max` receives whatever the delivery's own count says.
+        Verdict::Retry if attempt_no >= max || msg.receive_count >= max => (
+            DeliveryStatus::Dead,
+            Some(format!(
+                "{}: gave up after {attempt_no} attempt(s)",
+                outcome.describe()
+            )),
+        ),
+        Verdict::Retry => (DeliveryStatus::Pending, Some(outcome.describe())),
+    };
+    let record = AttemptRecord {
+        outcome,
+        duration,
+        message_id: Some(msg.message_id),
+        status,
+        error: error.as_deref(),
+    };
+    let client = deps.pool.get().await?;
+    store::record_attempt(&client, delivery_id, &record).await?;
+    tracing::info!(
+        delivery_id,
+        target = %target.origin,
+        attempt = attempt_no,
+        http_status = outcome.http_status(),
+        duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        status = status.as_str(),
+        "webhook attempt"
+    );
+    Ok(status)
+}

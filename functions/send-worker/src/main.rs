@@ -1,0 +1,34 @@
+use aws_lambda_events::sqs::SqsEvent;
+use crm_platform::{
+    config::{CommonConfig, Env},
+    queue::SqsVisibility,
+    telemetry,
+};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use send_worker::{Deps, handle};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let env = Env::from_process();
+    let common = CommonConfig::from_env(&env)?;
+    telemetry::init(&common.log_level);
+    let mut deps = Deps::new(&common, &env)?;
+    // Retries back off by changing the message's visibility; without the
+    // queue URL the queue's own visibility timeout paces them.
+    match env.optional("QUEUE_URL_SEND") {
+        Some(url) => {
+            let aws = crm_platform::aws::load().await;
+            let sqs = crm_platform::aws::sqs(&aws);
+            deps.visibility = Some(Arc::new(SqsVisibility::new(sqs, url)));
+        }
+        None => {
+            tracing::warn!("QUEUE_URL_SEND is not set: retries wait the queue's visibility timeout")
+        }
+    }
+    let deps: &'static Deps = Box::leak(Box::new(deps));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handle(event.payload, deps).await)
+    }))
+    .await
+}

@@ -1,0 +1,216 @@
+//! HTTP glue of the authenticated CRM API functions (crm-actions, crm-read):
+//! their shared configuration, routing on method + raw path (API Gateway
+//! path parameters may arrive empty through local tools), bearer
+//! authentication and the one mapping of `ApiError` to a response.
+
+use crate::{
+    config::{AppEnv, CommonConfig, ConfigError, Env},
+    http,
+};
+use crm_domain::{
+    auth::{JwtVerifier, Principal},
+    crm::ApiError,
+    phone::PhoneRegion,
+};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+
+/// HS256 keys shorter than the hash output are weak; production refuses them.
+const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
+
+/// Settings both API functions read once per cold start.
+#[derive(Debug)]
+pub struct ApiConfig {
+    pub jwt: JwtVerifier,
+    pub phone_region: PhoneRegion,
+}
+
+impl ApiConfig {
+    /// `JWT_SECRET` (required; at least 32 bytes in production) and
+    /// `DEFAULT_PHONE_REGION` (default `TR`).
+    pub fn from_env(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
+        let secret = env.secret("JWT_SECRET")?;
+        if common.app_env == AppEnv::Production
+            && secret.expose().len() < MIN_PRODUCTION_SECRET_BYTES
+        {
+            return Err(ConfigError {
+                name: "JWT_SECRET".into(),
+                reason: format!(
+                    "must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes when APP_ENV=production"
+                ),
+            });
+        }
+        let region = env
+            .optional("DEFAULT_PHONE_REGION")
+            .unwrap_or(PhoneRegion::DEFAULT);
+        let phone_region = PhoneRegion::parse(region).map_err(|reason| ConfigError {
+            name: "DEFAULT_PHONE_REGION".into(),
+            reason: reason.into(),
+        })?;
+        Ok(Self {
+            jwt: JwtVerifier::new(&secret),
+            phone_region,
+        })
+    }
+}
+
+/// The path the client asked for: `rawPath`, without a named stage prefix
+/// or a local tool's prefix such as `/lambda-url/<function>`.
+pub fn raw_path(req: &Request) -> String {
+    let raw = match req.raw_http_path() {
+        "" => req.uri().path(),
+        p => p,
+    };
+    match raw.find("/crm/") {
+        Some(start) => raw[start..].to_string(),
+        None => raw.to_string(),
+    }
+}
+
+/// Matches `path` against an API Gateway pattern (`{name}` = one non-empty
+/// segment) and returns the parameter values in order.
+pub fn match_route<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut params = Vec::new();
+    let mut want = pattern.trim_end_matches('/').split('/');
+    let mut got = path.trim_end_matches('/').split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {
+                params.push(g);
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Which of `routes` the request is for, with its path parameters. A known
+/// path with another method is 405; anything else 404.
+pub fn route<'p>(
+    routes: &[(&'static str, &'static str)],
+    method: &str,
+    path: &'p str,
+) -> Result<(&'static str, Vec<&'p str>), Response<Body>> {
+    let mut path_known = false;
+    for (m, pattern) in routes {
+        if let Some(params) = match_route(pattern, path) {
+            if m.eq_ignore_ascii_case(method) {
+                return Ok((pattern, params));
+            }
+            path_known = true;
+        }
+    }
+    let (status, code, msg) = if path_known {
+        (405, "method_not_allowed", "Method not allowed")
+    } else {
+        (404, "not_found", "Not found")
+    };
+    Err(http::json(
+        status,
+        &serde_json::json!({"error": msg, "code": code}),
+    ))
+}
+
+pub fn authenticate(req: &Request, jwt: &JwtVerifier) -> Result<Principal, ApiError> {
+    jwt.verify_bearer(http::header(req, "authorization"))
+        .map_err(ApiError::Unauthorized)
+}
+
+/// A query-string value (the first, when repeated).
+pub fn query(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+        .map(str::to_owned)
+}
+
+/// The one mapping of an API error to a response (401s carry `WWW-Authenticate`).
+pub fn error(err: &ApiError) -> Response<Body> {
+    let mut resp = http::json(err.status(), &err.body());
+    if err.status() == 401 {
+        let value = if err.code() == "token_missing" {
+            "Bearer"
+        } else {
+            "Bearer error=\"invalid_token\""
+        };
+        resp.headers_mut().insert(
+            "www-authenticate",
+            lambda_http::http::HeaderValue::from_static(value),
+        );
+    }
+    resp
+}
+
+/// A JSON answer; `replayed` marks one served from an idempotency key.
+pub fn answer(status: u16, body: &Value, replayed: bool) -> Response<Body> {
+    let mut resp = http::json(status, body);
+    if replayed {
+        resp.headers_mut().insert(
+            "idempotent-replayed",
+            lambda_http::http::HeaderValue::from_static("true"),
+        );
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_one_segment_per_parameter() {
+        let p = "/crm/actions/deals/{id}/stage";
+        assert_eq!(
+            match_route(p, "/crm/actions/deals/abc/stage"),
+            Some(vec!["abc"])
+        );
+        assert_eq!(match_route(p, "/crm/actions/deals//stage"), None);
+        assert_eq!(match_route(p, "/crm/actions/deals/abc"), None);
+        assert_eq!(
+            match_route("/crm/pipelines", "/crm/pipelines/"),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn routing_tells_unknown_paths_from_wrong_methods() {
+        let routes = &[("GET", "/crm/contacts/{id}")];
+        assert!(route(routes, "GET", "/crm/contacts/1").is_ok());
+        assert_eq!(
+            route(routes, "DELETE", "/crm/contacts/1")
+                .unwrap_err()
+                .status(),
+            405
+        );
+        assert_eq!(route(routes, "GET", "/crm/nope").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn production_refuses_a_short_jwt_secret_and_a_bad_region() {
+        let base = [("DATABASE_URL", "postgres://u@h/db")];
+        let common = CommonConfig::from_env(&Env::from_pairs(base)).unwrap();
+        let short = Env::from_pairs([("JWT_SECRET", "short")]);
+        assert_eq!(
+            ApiConfig::from_env(&common, &short).unwrap_err().name,
+            "JWT_SECRET"
+        );
+        assert_eq!(
+            ApiConfig::from_env(&common, &Env::default())
+                .unwrap_err()
+                .name,
+            "JWT_SECRET"
+        );
+        let long = "k".repeat(32);
+        let bad_region =
+            Env::from_pairs([("JWT_SECRET", long.as_str()), ("DEFAULT_PHONE_REGION", "ZZ")]);
+        assert_eq!(
+            ApiConfig::from_env(&common, &bad_region).unwrap_err().name,
+            "DEFAULT_PHONE_REGION"
+        );
+        let ok = Env::from_pairs([("JWT_SECRET", long.as_str())]);
+        assert_eq!(
+            ApiConfig::from_env(&common, &ok).unwrap().phone_region,
+            PhoneRegion::default()
+        );
+    }
+}
