@@ -21,6 +21,7 @@ fi
 # Local defaults; anything already in the environment wins.
 export APP_ENV="${APP_ENV:-development}"
 export HMAC_SHARED_SECRET_INSTANTLY="${HMAC_SHARED_SECRET_INSTANTLY:-dev-instantly-secret}"
+export JWT_SECRET="${JWT_SECRET:-dev-jwt-secret}"
 export HMAC_SHARED_SECRET_CALCOM="${HMAC_SHARED_SECRET_CALCOM:-dev-calcom-secret}"
 export PG_POOL_MAX="${PG_POOL_MAX:-16}"
 export LOG_FORMAT="${LOG_FORMAT:-text}"

@@ -77,10 +77,17 @@ async fn a_new_deal_starts_in_the_first_stage_of_the_default_pipeline() {
     // A second open deal for the same contact in the same pipeline.
     let a = call(
         &deps,
-        Call::post("/crm/actions/deals", json!({"contact_id": c, "title": "Again"}), &t),
+        Call::post(
+            "/crm/actions/deals",
+            json!({"contact_id": c, "title": "Again"}),
+            &t,
+        ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (409, Some("contact_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (409, Some("contact_id"))
+    );
 }
 
 #[tokio::test]
@@ -100,7 +107,10 @@ async fn a_stage_from_another_pipeline_is_422() {
         ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("stage_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("stage_id"))
+    );
     // In its own pipeline the stage is fine.
     let rental = deal(
         &deps,
@@ -118,7 +128,10 @@ async fn a_stage_from_another_pipeline_is_422() {
         ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("stage_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("stage_id"))
+    );
     let a = call(
         &deps,
         Call::post(
@@ -128,7 +141,10 @@ async fn a_stage_from_another_pipeline_is_422() {
         ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("pipeline_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("pipeline_id"))
+    );
     assert_eq!(count(&pg, "select count(*) from outbox").await, 0);
 }
 
@@ -177,7 +193,10 @@ async fn moving_a_deal_writes_history_activity_and_the_exact_outbox_job() {
         )
         .await
         .unwrap();
-    assert_eq!(act.get::<_, String>(0), "Deal moved from New to Qualified by user:user-1");
+    assert_eq!(
+        act.get::<_, String>(0),
+        "Deal moved from New to Qualified by user:user-1"
+    );
     assert_eq!(act.get::<_, String>(1), "user:user-1");
 
     let job: Value = pg
@@ -205,7 +224,10 @@ async fn moving_a_deal_writes_history_activity_and_the_exact_outbox_job() {
     assert_eq!(a.status, 200);
     assert_eq!(a.body["stage_change"], Value::Null);
     assert_eq!(count(&pg, "select count(*) from outbox").await, 1);
-    assert_eq!(count(&pg, "select count(*) from deal_stage_history").await, 2);
+    assert_eq!(
+        count(&pg, "select count(*) from deal_stage_history").await,
+        2
+    );
 }
 
 #[tokio::test]
@@ -220,11 +242,18 @@ async fn stage_moves_need_an_owned_existing_deal() {
     let body = json!({"stage_id": won});
     for (path, t) in [
         (format!("/crm/actions/deals/{d}/stage"), &u1),
-        ("/crm/actions/deals/00000000-0000-0000-0000-0000000000aa/stage".to_string(), &boss),
+        (
+            "/crm/actions/deals/00000000-0000-0000-0000-0000000000aa/stage".to_string(),
+            &boss,
+        ),
         ("/crm/actions/deals/not-a-uuid/stage".to_string(), &boss),
     ] {
         let a = call(&deps, Call::post(&path, body.clone(), t)).await;
-        assert_eq!((a.status, a.body["code"].as_str()), (404, Some("not_found")), "{path}");
+        assert_eq!(
+            (a.status, a.body["code"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
     }
     let a = call(
         &deps,
@@ -273,13 +302,19 @@ async fn deal_update_changes_fields_moves_stage_and_keeps_contact() {
         Call::post("/crm/actions/deals", json!({"id": d, "contact_id": c2}), &t),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("contact_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("contact_id"))
+    );
     let a = call(
         &deps,
         Call::post("/crm/actions/deals", json!({"id": d, "currency": null}), &t),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("currency")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("currency"))
+    );
 }
 
 #[tokio::test]
@@ -312,11 +347,48 @@ async fn the_fast_path_publishes_the_stage_change_right_after_commit() {
     assert_eq!(body["payload"]["deal_id"], d.as_str());
     let (id, published): (uuid::Uuid, bool) = {
         let r = pg
-            .query_one("select message_id, published_at is not null from outbox", &[])
+            .query_one(
+                "select message_id, published_at is not null from outbox",
+                &[],
+            )
             .await
             .unwrap();
         (r.get(0), r.get(1))
     };
     assert_eq!(id, msg.message_id);
     assert!(published);
+}
+
+/// A sample event with fields of its JSON body replaced (placeholders → real ids).
+fn sample_with(name: &str, fields: &[(&str, &str)]) -> lambda_http::Request {
+    let mut ev: Value = serde_json::from_str(&event(&format!("crm-actions/{name}"))).unwrap();
+    let mut body: Value = serde_json::from_str(ev["body"].as_str().unwrap()).unwrap();
+    for (k, v) in fields {
+        body[*k] = json!(v);
+    }
+    ev["body"] = json!(body.to_string());
+    request(&ev.to_string())
+}
+
+#[tokio::test]
+async fn the_update_and_deal_samples_work_once_their_placeholders_are_real_ids() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let created = send(&deps, request(&event("crm-actions/create-contact.json"))).await;
+    assert_eq!(created.status, 201);
+    let id = created.id();
+    let a = send(&deps, sample_with("update-contact.json", &[("id", &id)])).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["company"], "Yılmaz Gayrimenkul");
+    assert_eq!(a.body["phone"], Value::Null);
+    let a = send(
+        &deps,
+        sample_with("create-deal.json", &[("contact_id", &id)]),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(
+        (a.body["value_cents"].as_i64(), a.body["currency"].as_str()),
+        (Some(1_250_000_000), Some("TRY"))
+    );
 }

@@ -79,8 +79,16 @@ async fn keys_are_scoped_per_user() {
     let db = TestDb::new().await;
     let deps = deps(&db);
     let body = json!({"full_name": "Ana"});
-    let a = call(&deps, Call::post(PATH, body.clone(), &member("user-1")).key("shared")).await;
-    let b = call(&deps, Call::post(PATH, body, &member("user-2")).key("shared")).await;
+    let a = call(
+        &deps,
+        Call::post(PATH, body.clone(), &member("user-1")).key("shared"),
+    )
+    .await;
+    let b = call(
+        &deps,
+        Call::post(PATH, body, &member("user-2")).key("shared"),
+    )
+    .await;
     assert_eq!((a.status, b.status), (201, 201));
     assert!(!b.replayed());
     assert_ne!(a.id(), b.id());
@@ -102,7 +110,10 @@ async fn a_key_still_in_flight_is_409_until_its_lock_goes_stale() {
     .await
     .unwrap();
     let a = call(&deps, Call::post(PATH, body.clone(), &t).key("k-3")).await;
-    assert_eq!((a.status, a.body["code"].as_str()), (409, Some("request_in_flight")));
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (409, Some("request_in_flight"))
+    );
     // Its holder died: after 60 s the key is taken over and the work runs once.
     pg.execute(
         "update api_idempotency_keys set locked_at = now() - interval '2 minutes'",
@@ -149,7 +160,11 @@ async fn concurrent_requests_under_one_key_write_once() {
     let pg = db.client().await;
     assert_eq!(count(&pg, "select count(*) from deals").await, 1);
     assert_eq!(
-        count(&pg, "select count(*) from activities where metadata->>'event' = 'deal_created'").await,
+        count(
+            &pg,
+            "select count(*) from activities where metadata->>'event' = 'deal_created'"
+        )
+        .await,
         1
     );
 }
@@ -181,8 +196,15 @@ async fn refusals_found_while_working_are_stored_but_validation_failures_are_not
     assert_eq!((a.status, a.replayed()), (201, false));
     // A malformed key is itself a validation error.
     let long = "k".repeat(256);
-    let a = call(&deps, Call::post(PATH, json!({"full_name": "A"}), &t).key(&long)).await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("Idempotency-Key")));
+    let a = call(
+        &deps,
+        Call::post(PATH, json!({"full_name": "A"}), &t).key(&long),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("Idempotency-Key"))
+    );
 }
 
 #[tokio::test]
@@ -198,10 +220,16 @@ async fn a_server_fault_releases_the_key_so_a_retry_runs() {
     let a = call(&deps, Call::post(PATH, body.clone(), &t).key("k-6")).await;
     assert_eq!(
         (a.status, a.body.clone()),
-        (500, json!({"error": "Internal error", "code": "internal_error"}))
+        (
+            500,
+            json!({"error": "Internal error", "code": "internal_error"})
+        )
     );
     assert_eq!(count(&pg, "select count(*) from contacts").await, 0);
-    assert_eq!(count(&pg, "select count(*) from api_idempotency_keys").await, 0);
+    assert_eq!(
+        count(&pg, "select count(*) from api_idempotency_keys").await,
+        0
+    );
     pg.batch_execute("alter table activities_away rename to activities")
         .await
         .unwrap();

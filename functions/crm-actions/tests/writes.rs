@@ -37,13 +37,22 @@ async fn auth_failures_answer_401_and_write_nothing() {
     let db = TestDb::new().await;
     let deps = deps(&db);
     let a = send(&deps, request(&event("crm-actions/expired-token.json"))).await;
-    assert_eq!((a.status, a.body["code"].as_str()), (401, Some("token_expired")));
-    assert_eq!(a.headers["www-authenticate"], "Bearer error=\"invalid_token\"");
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (401, Some("token_expired"))
+    );
+    assert_eq!(
+        a.headers["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
 
     let body = json!({"full_name": "Nobody"});
     let missing = Call::post("/crm/actions/contacts", body.clone(), "x").token(None);
     let a = call(&deps, missing).await;
-    assert_eq!((a.status, a.body["code"].as_str()), (401, Some("token_missing")));
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (401, Some("token_missing"))
+    );
     assert_eq!(a.headers["www-authenticate"], "Bearer");
 
     let other_secret = crm_domain::auth::mint(
@@ -61,8 +70,15 @@ async fn auth_failures_answer_401_and_write_nothing() {
     let a = call(&deps, basic).await;
     assert_eq!(a.body["code"], "token_missing");
     for bad in [other_secret.as_str(), "garbage", "a.b.c"] {
-        let a = call(&deps, Call::post("/crm/actions/contacts", body.clone(), bad)).await;
-        assert_eq!((a.status, a.body["code"].as_str()), (401, Some("token_invalid")));
+        let a = call(
+            &deps,
+            Call::post("/crm/actions/contacts", body.clone(), bad),
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.body["code"].as_str()),
+            (401, Some("token_invalid"))
+        );
     }
     let pg = db.client().await;
     assert_eq!(count(&pg, "select count(*) from contacts").await, 0);
@@ -85,20 +101,29 @@ async fn request_checks_answer_413_415_400_and_422_in_order() {
             .token(None),
     )
     .await;
-    assert_eq!((a.status, a.body["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
     let a = call(
         &deps,
         Call::post("/crm/actions/contacts", json!({"full_name": "A"}), &t)
             .with_header("content-type", Some("text/plain")),
     )
     .await;
-    assert_eq!((a.status, a.body["code"].as_str()), (415, Some("unsupported_media_type")));
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
     let a = call(
         &deps,
         Call::post("/crm/actions/contacts", json!({}), &t).raw_body("{\"full_name\":"),
     )
     .await;
-    assert_eq!((a.status, a.body["code"].as_str()), (400, Some("malformed_json")));
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (400, Some("malformed_json"))
+    );
     let a = call(&deps, Call::post("/crm/actions/contacts", json!([1]), &t)).await;
     assert_eq!((a.status, a.body["field"].as_str()), (422, Some("body")));
     // Unknown path, wrong method.
@@ -119,21 +144,73 @@ async fn validation_errors_name_the_field() {
     let t = member("user-1");
     let contact_id = contact(&deps, &t, json!({"full_name": "Ana"})).await;
     let cases = [
-        ("/crm/actions/contacts", json!({"email": "not-an-email"}), "email"),
-        ("/crm/actions/contacts", json!({"phone": "+90 123"}), "phone"),
-        ("/crm/actions/contacts", json!({"full_name": "A", "fullname": "B"}), "fullname"),
+        (
+            "/crm/actions/contacts",
+            json!({"email": "not-an-email"}),
+            "email",
+        ),
+        (
+            "/crm/actions/contacts",
+            json!({"phone": "+90 123"}),
+            "phone",
+        ),
+        (
+            "/crm/actions/contacts",
+            json!({"full_name": "A", "fullname": "B"}),
+            "fullname",
+        ),
         ("/crm/actions/contacts", json!({"company": "Acme"}), "email"),
-        ("/crm/actions/contacts", json!({"id": "nope", "full_name": "A"}), "id"),
+        (
+            "/crm/actions/contacts",
+            json!({"id": "nope", "full_name": "A"}),
+            "id",
+        ),
         ("/crm/actions/deals", json!({"title": "T"}), "contact_id"),
-        ("/crm/actions/deals", json!({"contact_id": contact_id}), "title"),
-        ("/crm/actions/deals", json!({"contact_id": contact_id, "title": "T", "value_cents": -5, "currency": "EUR"}), "value_cents"),
-        ("/crm/actions/deals", json!({"contact_id": contact_id, "title": "T", "value_cents": 10.5, "currency": "EUR"}), "value_cents"),
-        ("/crm/actions/deals", json!({"contact_id": contact_id, "title": "T", "value_cents": 10}), "currency"),
-        ("/crm/actions/deals", json!({"contact_id": contact_id, "title": "T", "currency": "EU"}), "currency"),
-        ("/crm/actions/deals", json!({"contact_id": contact_id, "title": "T", "currency": "XYZ"}), "currency"),
-        ("/crm/actions/deals", json!({"contact_id": "00000000-0000-0000-0000-000000000001", "title": "T"}), "contact_id"),
-        ("/crm/actions/deals", json!({"contact_id": contact_id, "title": "T", "pipeline_id": "00000000-0000-0000-0000-000000000001"}), "pipeline_id"),
-        ("/crm/actions/deals", json!({"contact_id": contact_id, "title": "T", "stage_id": "00000000-0000-0000-0000-000000000001"}), "stage_id"),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": contact_id}),
+            "title",
+        ),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": contact_id, "title": "T", "value_cents": -5, "currency": "EUR"}),
+            "value_cents",
+        ),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": contact_id, "title": "T", "value_cents": 10.5, "currency": "EUR"}),
+            "value_cents",
+        ),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": contact_id, "title": "T", "value_cents": 10}),
+            "currency",
+        ),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": contact_id, "title": "T", "currency": "EU"}),
+            "currency",
+        ),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": contact_id, "title": "T", "currency": "XYZ"}),
+            "currency",
+        ),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": "00000000-0000-0000-0000-000000000001", "title": "T"}),
+            "contact_id",
+        ),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": contact_id, "title": "T", "pipeline_id": "00000000-0000-0000-0000-000000000001"}),
+            "pipeline_id",
+        ),
+        (
+            "/crm/actions/deals",
+            json!({"contact_id": contact_id, "title": "T", "stage_id": "00000000-0000-0000-0000-000000000001"}),
+            "stage_id",
+        ),
     ];
     for (path, body, field) in cases {
         let a = call(&deps, Call::post(path, body.clone(), &t)).await;
@@ -158,14 +235,22 @@ async fn taken_email_or_phone_is_409_naming_the_field() {
     .await;
     let a = call(
         &deps,
-        Call::post("/crm/actions/contacts", json!({"email": "ANA@example.com"}), &t),
+        Call::post(
+            "/crm/actions/contacts",
+            json!({"email": "ANA@example.com"}),
+            &t,
+        ),
     )
     .await;
     assert_eq!((a.status, a.body["field"].as_str()), (409, Some("email")));
     assert_eq!(a.body["code"], "conflict");
     let a = call(
         &deps,
-        Call::post("/crm/actions/contacts", json!({"phone": "0532 123 4567"}), &t),
+        Call::post(
+            "/crm/actions/contacts",
+            json!({"phone": "0532 123 4567"}),
+            &t,
+        ),
     )
     .await;
     assert_eq!((a.status, a.body["field"].as_str()), (409, Some("phone")));
@@ -179,11 +264,18 @@ async fn members_change_only_their_own_records_and_others_answer_404() {
     let theirs = contact(&deps, &u2, json!({"full_name": "Theirs"})).await;
     let unowned = contact(&deps, &boss, json!({"full_name": "Pool", "owner_id": null})).await;
     let update = |id: &str, t: &str| {
-        Call::post("/crm/actions/contacts", json!({"id": id, "company": "X"}), t)
+        Call::post(
+            "/crm/actions/contacts",
+            json!({"id": id, "company": "X"}),
+            t,
+        )
     };
     for id in [&theirs, &unowned] {
         let a = call(&deps, update(id, &u1)).await;
-        assert_eq!((a.status, a.body["code"].as_str()), (404, Some("not_found")));
+        assert_eq!(
+            (a.status, a.body["code"].as_str()),
+            (404, Some("not_found"))
+        );
     }
     let missing = "00000000-0000-0000-0000-0000000000aa";
     assert_eq!(call(&deps, update(missing, &u1)).await.status, 404);
@@ -200,7 +292,10 @@ async fn members_change_only_their_own_records_and_others_answer_404() {
         ),
     )
     .await;
-    assert_eq!((a.status, a.body["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     let a = call(
         &deps,
         Call::post(
@@ -210,19 +305,34 @@ async fn members_change_only_their_own_records_and_others_answer_404() {
         ),
     )
     .await;
-    assert_eq!((a.status, a.body["owner_id"].as_str()), (200, Some("user-1")));
+    assert_eq!(
+        (a.status, a.body["owner_id"].as_str()),
+        (200, Some("user-1"))
+    );
     assert_eq!(call(&deps, update(&theirs, &u1)).await.status, 200);
 
     // A member's deal on someone else's contact: the contact "does not exist" for them.
     let other = contact(&deps, &u2, json!({"full_name": "Other"})).await;
     let a = call(
         &deps,
-        Call::post("/crm/actions/deals", json!({"contact_id": other, "title": "T"}), &u1),
+        Call::post(
+            "/crm/actions/deals",
+            json!({"contact_id": other, "title": "T"}),
+            &u1,
+        ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("contact_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("contact_id"))
+    );
     // ...but an unowned one can get a deal.
-    deal(&deps, &u1, json!({"contact_id": unowned, "title": "From the pool"})).await;
+    deal(
+        &deps,
+        &u1,
+        json!({"contact_id": unowned, "title": "From the pool"}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -259,11 +369,18 @@ async fn contact_update_changes_only_given_fields_and_logs_their_names() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(meta, json!({"event": "contact_updated", "fields": ["phone", "company"]}));
+    assert_eq!(
+        meta,
+        json!({"event": "contact_updated", "fields": ["phone", "company"]})
+    );
     // Nothing changed: 200, no new activity.
     let a = call(
         &deps,
-        Call::post("/crm/actions/contacts", json!({"id": id, "company": "Acme"}), &t),
+        Call::post(
+            "/crm/actions/contacts",
+            json!({"id": id, "company": "Acme"}),
+            &t,
+        ),
     )
     .await;
     assert_eq!(a.status, 200);

@@ -60,7 +60,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
         let path = api::raw_path(&req);
         let (pattern, params) = match api::route(ROUTES, req.method().as_str(), &path) {
             Ok(found) => found,
-            Err(resp) => return resp,
+            Err(miss) => return miss.response(),
         };
         match serve(&req, deps, pattern, &params).await {
             Ok(body) => {

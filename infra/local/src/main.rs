@@ -73,6 +73,7 @@ fn print_banner(port: u16, table: &routes::Table) {
     let base = format!("http://127.0.0.1:{port}");
     println!("\nCRM hub listening on {base}");
     println!("  GET  {base}/health");
+    println!("  GET  {base}/openapi.json");
     for r in table.routes() {
         println!("  {:<4} {base}{}", r.method, r.path);
     }
@@ -81,5 +82,11 @@ fn print_banner(port: u16, table: &routes::Table) {
     );
     println!(
         "  curl -s -X POST {base}/crm/webhooks/instantly/reply \\\n    -H 'Content-Type: application/json' \\\n    -H \"X-Webhook-Secret: $HMAC_SHARED_SECRET_INSTANTLY\" \\\n    -d '{{\"event\":\"reply_received\",\"lead\":{{\"email\":\"jane@example.com\",\"full_name\":\"Jane Doe\"}},\"message\":{{\"text\":\"Interested! Can we book a call?\",\"subject\":\"Re: hello\"}},\"idempotency_key\":\"demo-1\"}}'\n"
+    );
+    println!(
+        "Try the CRM API with a development token (`make run` defaults JWT_SECRET to dev-jwt-secret):"
+    );
+    println!(
+        "  TOKEN=$(JWT_SECRET=dev-jwt-secret cargo run -q -p crm-actions --bin mint-token -- --sub alice --role admin)\n  curl -s {base}/crm/deals -H \"Authorization: Bearer $TOKEN\"\n"
     );
 }

@@ -8,7 +8,9 @@ use local_runner::routes;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 fn documented() -> BTreeSet<(String, String)> {
     let doc: Value = serde_json::from_str(routes::OPENAPI_JSON).expect("openapi.json is JSON");
@@ -27,7 +29,9 @@ fn documented() -> BTreeSet<(String, String)> {
     out
 }
 
-fn as_set(routes: impl IntoIterator<Item = (&'static str, &'static str)>) -> BTreeSet<(String, String)> {
+fn as_set(
+    routes: impl IntoIterator<Item = (&'static str, &'static str)>,
+) -> BTreeSet<(String, String)> {
     routes
         .into_iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -37,7 +41,11 @@ fn as_set(routes: impl IntoIterator<Item = (&'static str, &'static str)>) -> BTr
 #[test]
 fn the_document_lists_exactly_the_declared_routes() {
     let declared = as_set(routes::declared());
-    assert_eq!(declared.len(), routes::declared().len(), "no route declared twice");
+    assert_eq!(
+        declared.len(),
+        routes::declared().len(),
+        "no route declared twice"
+    );
     let documented = documented();
     let missing: Vec<_> = declared.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&declared).collect();
@@ -50,7 +58,10 @@ fn the_document_lists_exactly_the_declared_routes() {
 /// Enough configuration for every HTTP function's `Deps` (pools are lazy: nothing connects).
 fn env() -> Env {
     Env::from_pairs([
-        ("DATABASE_URL", "postgres://u@127.0.0.1:1/db?sslmode=disable"),
+        (
+            "DATABASE_URL",
+            "postgres://u@127.0.0.1:1/db?sslmode=disable",
+        ),
         ("APP_ENV", "test"),
         ("DEV_SIGNATURE_BYPASS", "true"),
         ("JWT_SECRET", "test-jwt-secret"),
@@ -86,7 +97,13 @@ async fn the_runner_serves_the_document_at_openapi_json() {
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: application/json"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
     let served: Value = serde_json::from_str(body).unwrap();
-    assert_eq!(served, serde_json::from_str::<Value>(routes::OPENAPI_JSON).unwrap());
+    assert_eq!(
+        served,
+        serde_json::from_str::<Value>(routes::OPENAPI_JSON).unwrap()
+    );
 }

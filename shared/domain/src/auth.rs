@@ -223,7 +223,10 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive_and_required() {
         let v = verifier();
-        assert!(v.verify_bearer(Some(&format!("bearer {MEMBER_2100}"))).is_ok());
+        assert!(
+            v.verify_bearer(Some(&format!("bearer {MEMBER_2100}")))
+                .is_ok()
+        );
         assert_eq!(v.verify_bearer(None), Err(AuthError::Missing));
         assert_eq!(v.verify_bearer(Some("")), Err(AuthError::Missing));
         assert_eq!(v.verify_bearer(Some(MEMBER_2100)), Err(AuthError::Missing));
@@ -270,11 +273,7 @@ mod tests {
         );
         assert_eq!(verifier().verify(&hs512), Err(AuthError::Invalid));
         // RS256 header over an HMAC signature (the classic key-confusion attempt).
-        let rs256 = forge(
-            r#"{"alg":"RS256","typ":"JWT"}"#,
-            claims,
-            SECRET.as_bytes(),
-        );
+        let rs256 = forge(r#"{"alg":"RS256","typ":"JWT"}"#, claims, SECRET.as_bytes());
         assert_eq!(verifier().verify(&rs256), Err(AuthError::Invalid));
         // alg none, with and without a signature part.
         let none_header = B64.encode(r#"{"alg":"none","typ":"JWT"}"#);

@@ -44,8 +44,8 @@ impl PhoneE164 {
         if trimmed.len() > 40 {
             return Err("is longer than 40 characters");
         }
-        let number = phonenumber::parse(Some(region.0), trimmed)
-            .map_err(|_| "is not a phone number")?;
+        let number =
+            phonenumber::parse(Some(region.0), trimmed).map_err(|_| "is not a phone number")?;
         if !number.is_valid() {
             return Err("is not a valid phone number");
         }
@@ -87,11 +87,15 @@ mod tests {
     #[test]
     fn phone_with_country_code_ignores_the_region() {
         assert_eq!(
-            PhoneE164::parse("+55 11 98765-4321", tr()).unwrap().as_str(),
+            PhoneE164::parse("+55 11 98765-4321", tr())
+                .unwrap()
+                .as_str(),
             "+5511987654321"
         );
         assert_eq!(
-            PhoneE164::parse("+1 (650) 253-0000", tr()).unwrap().as_str(),
+            PhoneE164::parse("+1 (650) 253-0000", tr())
+                .unwrap()
+                .as_str(),
             "+16502530000"
         );
     }

@@ -85,13 +85,29 @@ pub fn match_route<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
     }
 }
 
-/// Which of `routes` the request is for, with its path parameters. A known
-/// path with another method is 405; anything else 404.
+/// Why no route matched: the path is unknown (404), or known with another method (405).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteMiss {
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl RouteMiss {
+    pub fn response(self) -> Response<Body> {
+        let (status, code, msg) = match self {
+            RouteMiss::NotFound => (404, "not_found", "Not found"),
+            RouteMiss::MethodNotAllowed => (405, "method_not_allowed", "Method not allowed"),
+        };
+        http::json(status, &serde_json::json!({"error": msg, "code": code}))
+    }
+}
+
+/// Which of `routes` the request is for, with its path parameters.
 pub fn route<'p>(
     routes: &[(&'static str, &'static str)],
     method: &str,
     path: &'p str,
-) -> Result<(&'static str, Vec<&'p str>), Response<Body>> {
+) -> Result<(&'static str, Vec<&'p str>), RouteMiss> {
     let mut path_known = false;
     for (m, pattern) in routes {
         if let Some(params) = match_route(pattern, path) {
@@ -101,15 +117,11 @@ pub fn route<'p>(
             path_known = true;
         }
     }
-    let (status, code, msg) = if path_known {
-        (405, "method_not_allowed", "Method not allowed")
+    Err(if path_known {
+        RouteMiss::MethodNotAllowed
     } else {
-        (404, "not_found", "Not found")
-    };
-    Err(http::json(
-        status,
-        &serde_json::json!({"error": msg, "code": code}),
-    ))
+        RouteMiss::NotFound
+    })
 }
 
 pub fn authenticate(req: &Request, jwt: &JwtVerifier) -> Result<Principal, ApiError> {
@@ -177,12 +189,16 @@ mod tests {
         let routes = &[("GET", "/crm/contacts/{id}")];
         assert!(route(routes, "GET", "/crm/contacts/1").is_ok());
         assert_eq!(
-            route(routes, "DELETE", "/crm/contacts/1")
-                .unwrap_err()
-                .status(),
-            405
+            route(routes, "DELETE", "/crm/contacts/1").unwrap_err(),
+            RouteMiss::MethodNotAllowed
         );
-        assert_eq!(route(routes, "GET", "/crm/nope").unwrap_err().status(), 404);
+        assert_eq!(
+            route(routes, "GET", "/crm/nope")
+                .unwrap_err()
+                .response()
+                .status(),
+            404
+        );
     }
 
     #[test]
@@ -201,8 +217,10 @@ mod tests {
             "JWT_SECRET"
         );
         let long = "k".repeat(32);
-        let bad_region =
-            Env::from_pairs([("JWT_SECRET", long.as_str()), ("DEFAULT_PHONE_REGION", "ZZ")]);
+        let bad_region = Env::from_pairs([
+            ("JWT_SECRET", long.as_str()),
+            ("DEFAULT_PHONE_REGION", "ZZ"),
+        ]);
         assert_eq!(
             ApiConfig::from_env(&common, &bad_region).unwrap_err().name,
             "DEFAULT_PHONE_REGION"

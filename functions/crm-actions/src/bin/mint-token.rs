@@ -29,7 +29,8 @@ fn run(args: Vec<String>) -> Result<String, String> {
         .ok()
         .and_then(Secret::new)
         .ok_or("JWT_SECRET is required")?;
-    let (mut sub, mut role, mut caps, mut ttl) = ("dev-user".to_string(), Role::Member, Vec::new(), 3600i64);
+    let (mut sub, mut role, mut caps, mut ttl) =
+        ("dev-user".to_string(), Role::Member, Vec::new(), 3600i64);
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -50,7 +51,11 @@ fn run(args: Vec<String>) -> Result<String, String> {
                     .map(str::to_owned)
                     .collect()
             }
-            "--ttl" => ttl = value.parse().map_err(|_| "--ttl must be a number of seconds")?,
+            "--ttl" => {
+                ttl = value
+                    .parse()
+                    .map_err(|_| "--ttl must be a number of seconds")?
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }

@@ -95,7 +95,10 @@ impl Call {
     }
 
     pub fn token(mut self, token: Option<&str>) -> Self {
-        self.header("authorization", token.map(|t| format!("Bearer {t}")).as_deref());
+        self.header(
+            "authorization",
+            token.map(|t| format!("Bearer {t}")).as_deref(),
+        );
         self
     }
 

@@ -96,8 +96,15 @@ pub async fn board(
     if let Some(only) = q.stage_id {
         stages.retain(|s| s.get::<_, Uuid>(0) == only);
         if stages.is_empty() {
-            let field = if q.cursor.is_some() { "cursor" } else { "stage_id" };
-            return Err(ApiError::validation(field, "does not belong to the pipeline"));
+            let field = if q.cursor.is_some() {
+                "cursor"
+            } else {
+                "stage_id"
+            };
+            return Err(ApiError::validation(
+                field,
+                "does not belong to the pipeline",
+            ));
         }
     }
 

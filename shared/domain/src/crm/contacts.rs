@@ -17,7 +17,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 const FIELDS: &[&str] = &[
-    "id", "email", "phone", "full_name", "company", "website", "owner_id",
+    "id",
+    "email",
+    "phone",
+    "full_name",
+    "company",
+    "website",
+    "owner_id",
 ];
 
 /// A contact write, validated.
@@ -162,8 +168,20 @@ async fn update(
     };
     // In the order of the columns read above and of the update's parameters.
     let given = [
-        ("email", input.email.given().map(|v| v.map(|e| e.as_str().to_string()))),
-        ("phone", input.phone.given().map(|v| v.map(|p| p.as_str().to_string()))),
+        (
+            "email",
+            input
+                .email
+                .given()
+                .map(|v| v.map(|e| e.as_str().to_string())),
+        ),
+        (
+            "phone",
+            input
+                .phone
+                .given()
+                .map(|v| v.map(|p| p.as_str().to_string())),
+        ),
         ("full_name", input.full_name.given()),
         ("company", input.company.given()),
         ("website", input.website.given()),
@@ -243,9 +261,14 @@ mod tests {
 
     #[test]
     fn contact_fields_are_normalised() {
-        let c = parse(json!({"email": " Ana@Example.COM ", "phone": "0532 123 45 67", "full_name": " Ana "}))
-            .unwrap();
-        assert_eq!(c.email, Patch::Set(EmailAddress::parse("ana@example.com").unwrap()));
+        let c = parse(
+            json!({"email": " Ana@Example.COM ", "phone": "0532 123 45 67", "full_name": " Ana "}),
+        )
+        .unwrap();
+        assert_eq!(
+            c.email,
+            Patch::Set(EmailAddress::parse("ana@example.com").unwrap())
+        );
         assert_eq!(c.phone.given().flatten().unwrap().as_str(), "+905321234567");
         assert_eq!(c.full_name, Patch::Set("Ana".into()));
         assert_eq!(c.id, None);
@@ -257,7 +280,10 @@ mod tests {
             (json!({"email": "nope"}), "email"),
             (json!({"phone": "+90 123"}), "phone"),
             (json!({"full_name": 5}), "full_name"),
-            (json!({"full_name": "x", "website": "not a site"}), "website"),
+            (
+                json!({"full_name": "x", "website": "not a site"}),
+                "website",
+            ),
             (json!({"id": "42", "full_name": "x"}), "id"),
             (json!({"company": "Acme"}), "email"),
             (json!({"full_name": "x", "nickname": "y"}), "nickname"),

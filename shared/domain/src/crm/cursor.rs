@@ -81,7 +81,10 @@ mod tests {
             stage_id: Some(Uuid::now_v7()),
         };
         let raw = c.encode(CursorKind::Deals);
-        assert!(raw.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'));
+        assert!(
+            raw.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        );
         assert_eq!(Cursor::decode(&raw, CursorKind::Deals).unwrap(), c);
         let c = Cursor {
             stage_id: None,

@@ -57,7 +57,9 @@ impl DealInput {
             value_cents: f.integer("value_cents", 0, i64::MAX)?,
             currency: f
                 .text("currency", 3)
-                .map_err(|_| ApiError::validation("currency", "must be a three-letter ISO 4217 code"))?
+                .map_err(|_| {
+                    ApiError::validation("currency", "must be a three-letter ISO 4217 code")
+                })?
                 .try_map(|raw| input::currency(&raw))
                 .map_err(|r| ApiError::validation("currency", r))?,
             owner_id: f.text("owner_id", 200)?,
@@ -82,7 +84,10 @@ impl DealInput {
 
 /// Body of POST /crm/actions/deals/{id}/stage.
 pub fn parse_stage_move(body: Map<String, Value>) -> Result<Uuid, ApiError> {
-    required(Fields::new(body, &["stage_id"])?.uuid("stage_id")?, "stage_id")
+    required(
+        Fields::new(body, &["stage_id"])?.uuid("stage_id")?,
+        "stage_id",
+    )
 }
 
 pub async fn upsert(
@@ -405,10 +410,18 @@ mod tests {
     #[test]
     fn a_new_deal_needs_a_contact_and_a_title() {
         let c = Uuid::now_v7();
-        assert_eq!(parse(json!({"title": "x"})).unwrap_err().body()["field"], "contact_id");
-        assert_eq!(parse(json!({"contact_id": c})).unwrap_err().body()["field"], "title");
-        let d = parse(json!({"contact_id": c, "title": "Flat", "value_cents": 150000, "currency": "try"}))
-            .unwrap();
+        assert_eq!(
+            parse(json!({"title": "x"})).unwrap_err().body()["field"],
+            "contact_id"
+        );
+        assert_eq!(
+            parse(json!({"contact_id": c})).unwrap_err().body()["field"],
+            "title"
+        );
+        let d = parse(
+            json!({"contact_id": c, "title": "Flat", "value_cents": 150000, "currency": "try"}),
+        )
+        .unwrap();
         assert_eq!(d.currency, Patch::Set("TRY".into()));
         assert_eq!(d.value_cents, Patch::Set(150_000));
     }
@@ -417,18 +430,45 @@ mod tests {
     fn deal_fields_are_checked_by_name() {
         let c = Uuid::now_v7().to_string();
         for (body, field) in [
-            (json!({"contact_id": c, "title": "x", "value_cents": -1}), "value_cents"),
-            (json!({"contact_id": c, "title": "x", "value_cents": 1.5}), "value_cents"),
-            (json!({"contact_id": c, "title": "x", "currency": "EURO"}), "currency"),
-            (json!({"contact_id": c, "title": "x", "currency": "ABC"}), "currency"),
-            (json!({"contact_id": c, "title": "x", "stage_id": "s"}), "stage_id"),
-            (json!({"contact_id": c, "title": "x", "pipeline_id": null}), "pipeline_id"),
-            (json!({"contact_id": c, "title": "x", "stage": "Won"}), "stage"),
+            (
+                json!({"contact_id": c, "title": "x", "value_cents": -1}),
+                "value_cents",
+            ),
+            (
+                json!({"contact_id": c, "title": "x", "value_cents": 1.5}),
+                "value_cents",
+            ),
+            (
+                json!({"contact_id": c, "title": "x", "currency": "EURO"}),
+                "currency",
+            ),
+            (
+                json!({"contact_id": c, "title": "x", "currency": "ABC"}),
+                "currency",
+            ),
+            (
+                json!({"contact_id": c, "title": "x", "stage_id": "s"}),
+                "stage_id",
+            ),
+            (
+                json!({"contact_id": c, "title": "x", "pipeline_id": null}),
+                "pipeline_id",
+            ),
+            (
+                json!({"contact_id": c, "title": "x", "stage": "Won"}),
+                "stage",
+            ),
         ] {
-            assert_eq!(parse(body.clone()).unwrap_err().body()["field"], field, "{body}");
+            assert_eq!(
+                parse(body.clone()).unwrap_err().body()["field"],
+                field,
+                "{body}"
+            );
         }
         assert_eq!(
-            parse_stage_move(json!({}).as_object().unwrap().clone()).unwrap_err().body()["field"],
+            parse_stage_move(json!({}).as_object().unwrap().clone())
+                .unwrap_err()
+                .body()["field"],
             "stage_id"
         );
     }

@@ -61,8 +61,12 @@ impl ApiError {
             DbFault::UniqueViolation {
                 constraint: Some(c),
             } => match c.as_str() {
-                "contacts_email_unique" => Self::conflict("email", "is already used by another contact"),
-                "contacts_phone_unique" => Self::conflict("phone", "is already used by another contact"),
+                "contacts_email_unique" => {
+                    Self::conflict("email", "is already used by another contact")
+                }
+                "contacts_phone_unique" => {
+                    Self::conflict("phone", "is already used by another contact")
+                }
                 "deals_one_open_per_contact_pipeline" => {
                     Self::conflict("contact_id", "already has an open deal in this pipeline")
                 }
@@ -140,17 +144,41 @@ mod tests {
     fn every_variant_maps_to_its_status_and_code() {
         let cases: Vec<(ApiError, u16, &str)> = vec![
             (ApiError::Malformed("x".into()), 400, "malformed_json"),
-            (ApiError::Unauthorized(AuthError::Expired), 401, "token_expired"),
+            (
+                ApiError::Unauthorized(AuthError::Expired),
+                401,
+                "token_expired",
+            ),
             (ApiError::Forbidden("no".into()), 403, "forbidden"),
             (ApiError::NotFound("deal"), 404, "not_found"),
             (ApiError::conflict("email", "taken"), 409, "conflict"),
             (ApiError::InFlight, 409, "request_in_flight"),
-            (ApiError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
-            (ApiError::UnsupportedMediaType, 415, "unsupported_media_type"),
-            (ApiError::validation("title", "is required"), 422, "validation_failed"),
+            (
+                ApiError::PayloadTooLarge { limit: 1 },
+                413,
+                "payload_too_large",
+            ),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::validation("title", "is required"),
+                422,
+                "validation_failed",
+            ),
             (ApiError::KeyReused, 422, "idempotency_key_reused"),
-            (ApiError::Unavailable(anyhow::anyhow!("pool")), 503, "temporarily_unavailable"),
-            (ApiError::Unexpected(anyhow::anyhow!("boom")), 500, "internal_error"),
+            (
+                ApiError::Unavailable(anyhow::anyhow!("pool")),
+                503,
+                "temporarily_unavailable",
+            ),
+            (
+                ApiError::Unexpected(anyhow::anyhow!("boom")),
+                500,
+                "internal_error",
+            ),
         ];
         for (err, status, code) in cases {
             assert_eq!((err.status(), err.code()), (status, code), "{err:?}");
@@ -165,13 +193,19 @@ mod tests {
             e.body(),
             json!({"error": "phone is not a valid phone number", "code": "validation_failed", "field": "phone"})
         );
-        assert_eq!(ApiError::conflict("email", "is taken").body()["field"], "email");
+        assert_eq!(
+            ApiError::conflict("email", "is taken").body()["field"],
+            "email"
+        );
     }
 
     #[test]
     fn server_faults_do_not_leak_their_cause() {
         let e = ApiError::from(anyhow::anyhow!("relation \"contacts\" does not exist"));
-        assert_eq!(e.body(), json!({"error": "Internal error", "code": "internal_error"}));
+        assert_eq!(
+            e.body(),
+            json!({"error": "Internal error", "code": "internal_error"})
+        );
         let e = ApiError::Unavailable(anyhow::anyhow!("connection refused to 10.0.0.1"));
         assert!(!e.body().to_string().contains("10.0.0.1"));
         assert!(e.is_server_fault());

@@ -163,7 +163,13 @@ mod tests {
         let a = request_hash("POST", "/crm/actions/contacts", &json!({"a": 1, "b": 2}));
         let b = request_hash("POST", "/crm/actions/contacts", &json!({"b": 2, "a": 1}));
         assert_eq!(a, b);
-        assert_ne!(a, request_hash("POST", "/crm/actions/deals", &json!({"a": 1, "b": 2})));
-        assert_ne!(a, request_hash("POST", "/crm/actions/contacts", &json!({"a": 1})));
+        assert_ne!(
+            a,
+            request_hash("POST", "/crm/actions/deals", &json!({"a": 1, "b": 2}))
+        );
+        assert_ne!(
+            a,
+            request_hash("POST", "/crm/actions/contacts", &json!({"a": 1}))
+        );
     }
 }

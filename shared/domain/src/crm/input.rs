@@ -88,7 +88,10 @@ pub struct Fields {
 impl Fields {
     pub fn new(map: Map<String, Value>, allowed: &[&str]) -> Result<Self, ApiError> {
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(ApiError::validation(unknown.clone(), "is not a known field"));
+            return Err(ApiError::validation(
+                unknown.clone(),
+                "is not a known field",
+            ));
         }
         Ok(Self { map })
     }
@@ -218,7 +221,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused_by_name() {
-        let e = fields(json!({"fullname": "x"}), &["full_name"]).err().unwrap();
+        let e = fields(json!({"fullname": "x"}), &["full_name"])
+            .err()
+            .unwrap();
         assert_eq!(e.body()["field"], "fullname");
     }
 
@@ -246,7 +251,10 @@ mod tests {
         .unwrap();
         assert_eq!(f.integer("a", 0, 10).unwrap(), Patch::Set(5));
         for name in ["b", "c", "d", "e"] {
-            assert_eq!(f.integer(name, 0, i64::MAX).unwrap_err().body()["field"], name);
+            assert_eq!(
+                f.integer(name, 0, i64::MAX).unwrap_err().body()["field"],
+                name
+            );
         }
     }
 
@@ -257,16 +265,35 @@ mod tests {
         assert!(currency("XYZ").is_err());
         assert!(currency("US").is_err());
         assert!(currency("U$D").is_err());
-        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]), "sorted for binary search");
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0] < w[1]),
+            "sorted for binary search"
+        );
     }
 
     #[test]
     fn body_checks_run_size_then_type_then_syntax() {
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(json_object(Some("text/plain"), &big).unwrap_err().status(), 413);
-        assert_eq!(json_object(Some("text/plain"), b"{}").unwrap_err().status(), 415);
-        assert_eq!(json_object(Some("application/json"), b"{").unwrap_err().status(), 400);
-        assert_eq!(json_object(Some("application/json"), b"[]").unwrap_err().status(), 422);
+        assert_eq!(
+            json_object(Some("text/plain"), &big).unwrap_err().status(),
+            413
+        );
+        assert_eq!(
+            json_object(Some("text/plain"), b"{}").unwrap_err().status(),
+            415
+        );
+        assert_eq!(
+            json_object(Some("application/json"), b"{")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            json_object(Some("application/json"), b"[]")
+                .unwrap_err()
+                .status(),
+            422
+        );
         assert!(json_object(Some("application/json; charset=utf-8"), b"{}").is_ok());
     }
 
@@ -275,7 +302,10 @@ mod tests {
         assert_eq!(limit(None, 50, 200).unwrap(), 50);
         assert_eq!(limit(Some("200"), 50, 200).unwrap(), 200);
         for bad in ["0", "201", "x", "-1"] {
-            assert_eq!(limit(Some(bad), 50, 200).unwrap_err().body()["field"], "limit");
+            assert_eq!(
+                limit(Some(bad), 50, 200).unwrap_err().body()["field"],
+                "limit"
+            );
         }
     }
 }

@@ -102,8 +102,7 @@ impl ContactQuery {
 pub fn search_pattern(q: &str, region: PhoneRegion) -> String {
     let digits: String = q.chars().filter(char::is_ascii_digit).collect();
     let phoneish = digits.len() >= 3
-        && q
-            .chars()
+        && q.chars()
             .all(|c| c.is_ascii_digit() || " +-().".contains(c));
     let needle = if phoneish {
         match PhoneE164::parse(q, region) {
@@ -276,11 +275,15 @@ mod tests {
         let tr = PhoneRegion::default();
         let long = "x".repeat(201);
         assert_eq!(
-            ContactQuery::parse(Some(&long), None, None, tr).unwrap_err().body()["field"],
+            ContactQuery::parse(Some(&long), None, None, tr)
+                .unwrap_err()
+                .body()["field"],
             "q"
         );
         assert_eq!(
-            ContactQuery::parse(None, Some("zzz"), None, tr).unwrap_err().body()["field"],
+            ContactQuery::parse(None, Some("zzz"), None, tr)
+                .unwrap_err()
+                .body()["field"],
             "cursor"
         );
         let q = ContactQuery::parse(Some("  "), None, None, tr).unwrap();
