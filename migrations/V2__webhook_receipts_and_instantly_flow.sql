@@ -97,6 +97,8 @@ declare
     v_sys_body    text;
     v_result      jsonb;
     v_event       uuid;
+    -- RFC 3339 in UTC with a Z, as the Rust side writes timestamps.
+    v_changed_at  text := to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 begin
     -- Fast path: a new key costs one insert. A taken key goes through webhook_claim.
     insert into webhook_events (source, idempotency_key, payload_hash, event_type, payload)
@@ -179,12 +181,12 @@ begin
             insert into outbox (queue, body)
             values ('send', jsonb_build_object(
                 'kind', 'deliver_webhook', 'v', 1, 'event_id', gen_random_uuid(),
-                'event_type', 'deal.stage_changed', 'occurred_at', now(),
+                'event_type', 'deal.stage_changed', 'occurred_at', v_changed_at,
                 'payload', jsonb_build_object(
                     'deal_id', v_deal, 'contact_id', v_contact, 'pipeline_id', v_pipeline,
                     'from', jsonb_build_object('stage_id', v_deal_stage, 'name', v_from_name),
                     'to', jsonb_build_object('stage_id', v_target, 'name', v_target_name),
-                    'actor', 'instantly', 'changed_at', now())));
+                    'actor', 'instantly', 'changed_at', v_changed_at)));
         else
             update deals set updated_at = now() where id = v_deal;
         end if;

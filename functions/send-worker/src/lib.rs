@@ -155,7 +155,7 @@ async fn process_record(record: SqsMessage, deps: &Deps) -> bool {
         && let Err(e) = visibility.delay(receipt, delay).await
     {
         // The queue's own visibility timeout then applies; still retried.
-        tracing::warn!(message_id, error = %format!("{e:#}"), "could not delay the message");
+        tracing::warn!(message_id, error = %crm_domain::db::loggable(&e), "could not delay the message");
     }
     false
 }
@@ -207,7 +207,7 @@ async fn poison(msg: &Message<'_>, reason: String, deps: &Deps) -> Outcome {
         store::record_poison(&client, QueueName::Send, msg.message_id, &reason, count).await
     };
     if let Err(e) = recorded.await {
-        tracing::error!(error = %format!("{e:#}"), "could not record the malformed message");
+        tracing::error!(error = %crm_domain::db::loggable(&e), "could not record the malformed message");
     }
     Outcome::DeadLetter { reason }
 }
@@ -225,7 +225,7 @@ async fn deliver_all(job: &DeliverWebhook, msg: &Message<'_>, deps: &Deps) -> Ou
             Ok(DeliveryStatus::Dead) => dead += 1,
             Ok(DeliveryStatus::Pending) => pending += 1,
             Err(e) => {
-                tracing::warn!(target = %target.origin, error = %format!("{e:#}"), "delivery step failed; will retry");
+                tracing::warn!(target = %target.origin, error = %crm_domain::db::loggable(&e), "delivery step failed; will retry");
                 pending += 1;
             }
         }

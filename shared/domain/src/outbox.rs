@@ -107,10 +107,10 @@ pub async fn relay_batch(
             Ok(()) => published.push(id),
             Err(err) => {
                 report.failed += 1;
-                tracing::warn!(outbox_id = id, %message_id, error = %format!("{err:#}"), "outbox publish failed");
+                tracing::warn!(outbox_id = id, %message_id, error = %crate::db::loggable(&err), "outbox publish failed");
                 tx.execute(
                     "update outbox set attempts = attempts + 1, last_error = left($2, 500) where id = $1",
-                    &[&id, &format!("{err:#}")],
+                    &[&id, &crate::db::loggable(&err)],
                 )
                 .await
                 .context("recording an outbox publish failure")?;

@@ -198,3 +198,28 @@ async fn reopening_a_closed_deal_while_another_is_open_is_a_conflict() {
         Err(MoveError::AnotherOpenDeal)
     ));
 }
+
+#[tokio::test]
+async fn logged_database_errors_carry_no_row_values() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let pg = pool.get().await.unwrap();
+    deal(&pg).await;
+    let err = pg
+        .execute(
+            "insert into contacts (email) values ('ana@example.com')",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("inserting a contact"))
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("ana@example.com"),
+        "PostgreSQL's own text echoes the value"
+    );
+    let line = crm_domain::db::loggable(&err);
+    assert_eq!(
+        line,
+        "inserting a contact: postgres error 23505 on contacts.contacts_email_unique"
+    );
+}

@@ -119,6 +119,16 @@ impl ApiError {
         }
     }
 
+    /// What the log says about this error: the cause chain through
+    /// `db::loggable`, which reduces PostgreSQL errors to SQLSTATE and object
+    /// names (their message and DETAIL can quote e-mails and phones).
+    pub fn diagnostic(&self) -> String {
+        match self {
+            Self::Unexpected(e) | Self::Unavailable(e) => crate::db::loggable(e),
+            other => other.to_string(),
+        }
+    }
+
     /// Our fault (5xx): not stored under an idempotency key, so the client may retry.
     pub fn is_server_fault(&self) -> bool {
         self.status() >= 500

@@ -149,7 +149,8 @@ pub async fn release(db: &impl GenericClient, held: &Held) {
         )
         .await;
     if let Err(e) = outcome {
-        tracing::warn!(error = %e, "could not release an idempotency key");
+        let e = ApiError::from_db(e, "releasing an idempotency key");
+        tracing::warn!(error = %e.diagnostic(), "could not release an idempotency key");
     }
 }
 

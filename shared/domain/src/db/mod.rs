@@ -47,3 +47,60 @@ pub fn classify(err: &tokio_postgres::Error) -> DbFault {
         _ => DbFault::Other,
     }
 }
+
+/// An error chain fit for logs. PostgreSQL errors are reduced to their
+/// SQLSTATE and object names: their message and DETAIL can echo row values
+/// (e-mails, phones) that must not reach logs.
+pub fn loggable(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        let db = cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .map(|e| (e.as_db_error(), e.is_closed()))
+            .or_else(|| {
+                cause
+                    .downcast_ref::<tokio_postgres::error::DbError>()
+                    .map(|d| (Some(d), false))
+            });
+        match db {
+            Some((Some(d), _)) => {
+                let on = [d.table(), d.column(), d.constraint()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(".");
+                parts.push(format!(
+                    "postgres error {}{}",
+                    d.code().code(),
+                    if on.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on {on}")
+                    }
+                ));
+                break;
+            }
+            Some((None, closed)) => {
+                parts.push(if closed {
+                    "postgres connection closed".into()
+                } else {
+                    "postgres client error".into()
+                });
+                break;
+            }
+            None => parts.push(cause.to_string()),
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loggable_keeps_context_and_drops_nothing_else() {
+        let err = anyhow::anyhow!("socket reset").context("upserting contact");
+        assert_eq!(loggable(&err), "upserting contact: socket reset");
+    }
+}

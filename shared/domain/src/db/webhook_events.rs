@@ -241,7 +241,7 @@ pub async fn record_refusal(
     match err {
         WebhookError::Duplicate { .. } | WebhookError::InFlight => {}
         WebhookError::Unexpected(cause) => {
-            tracing::error!(source = source.as_str(), error = %format!("{cause:#}"), "webhook processing failed");
+            tracing::error!(source = source.as_str(), error = %crate::db::loggable(&cause), "webhook processing failed");
             if let (Some(key), Some(hash)) = (&seen.key, &seen.hash) {
                 let failure = Failure {
                     source,
@@ -253,7 +253,7 @@ pub async fn record_refusal(
                     error: "processing failed; retry with the same idempotency key",
                 };
                 if let Err(e) = record_failure(db, &failure).await {
-                    tracing::error!(error = %format!("{e:#}"), "could not record the failure");
+                    tracing::error!(error = %crate::db::loggable(&e), "could not record the failure");
                 }
             }
         }
@@ -270,7 +270,7 @@ pub async fn record_refusal(
                 error: &message,
             };
             if let Err(e) = record_rejection(db, &rejection).await {
-                tracing::error!(error = %format!("{e:#}"), "could not record the rejection");
+                tracing::error!(error = %crate::db::loggable(&e), "could not record the rejection");
             }
         }
     }
