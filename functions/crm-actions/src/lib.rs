@@ -95,7 +95,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
             }
             Err(err) => {
                 if err.is_server_fault() {
-                    tracing::error!(route = pattern, error = %format!("{err:#}"), "crm action failed");
+                    tracing::error!(route = pattern, error = %err.diagnostic(), "crm action failed");
                 } else {
                     tracing::info!(
                         route = pattern,

@@ -60,7 +60,7 @@ pub async fn execute(
             // A caller fault found while working is the answer to this
             // request: stored and replayed like a success (as Stripe does).
             if let Err(e) = idempotency::complete(&client, held, err.status(), &err.body()).await {
-                tracing::warn!(error = %format!("{e:#}"), "could not store the refusal under its key");
+                tracing::warn!(error = %e.diagnostic(), "could not store the refusal under its key");
             }
         }
     }

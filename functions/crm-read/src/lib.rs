@@ -69,7 +69,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
             }
             Err(err) => {
                 if err.is_server_fault() {
-                    tracing::error!(route = pattern, error = %format!("{err:#}"), "crm read failed");
+                    tracing::error!(route = pattern, error = %err.diagnostic(), "crm read failed");
                 } else {
                     tracing::info!(
                         route = pattern,

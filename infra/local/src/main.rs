@@ -51,7 +51,9 @@ async fn main() -> anyhow::Result<()> {
                     tracing::info!(published = r.published, failed = r.failed, "outbox relay")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %crm_domain::db::loggable(&e), "outbox relay failed"),
+                Err(e) => {
+                    tracing::warn!(error = %crm_domain::db::loggable(&e), "outbox relay failed")
+                }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -198,14 +198,15 @@ async fn update(
             _ => values.push((false, None)),
         }
     }
-    let select = db
-        .prepare_cached(&format!(
-            "select {} from contacts c where c.id = $1",
-            records::CONTACT_COLUMNS
-        ))
-        .await
-        .map_err(|e| ApiError::from_db(e, "preparing the contact read"))?;
     if changed.is_empty() {
+        // Nothing to write: no update, no activity, the record as it is.
+        let select = db
+            .prepare_cached(&format!(
+                "select {} from contacts c where c.id = $1",
+                records::CONTACT_COLUMNS
+            ))
+            .await
+            .map_err(|e| ApiError::from_db(e, "preparing the contact read"))?;
         let row = db
             .query_one(&select, &[&id])
             .await

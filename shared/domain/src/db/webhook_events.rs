@@ -241,7 +241,7 @@ pub async fn record_refusal(
     match err {
         WebhookError::Duplicate { .. } | WebhookError::InFlight => {}
         WebhookError::Unexpected(cause) => {
-            tracing::error!(source = source.as_str(), error = %crate::db::loggable(&cause), "webhook processing failed");
+            tracing::error!(source = source.as_str(), error = %crate::db::loggable(cause), "webhook processing failed");
             if let (Some(key), Some(hash)) = (&seen.key, &seen.hash) {
                 let failure = Failure {
                     source,
