@@ -51,6 +51,8 @@ BENCH_RUN_ID="warmup-$(date +%s%N)" wrk -t1 -c4 -d2s -s infra/bench/instantly.lu
 read -r ref_rps ref_line < <(run_wrk health infra/bench/health.lua /health)
 read -r rps line < <(run_wrk instantly infra/bench/instantly.lua /)
 
+fsync="$(psql "$DATABASE_URL" -tAc "show fsync")"
+sync_commit="$(psql "$DATABASE_URL" -tAc "show synchronous_commit")"
 processed="$(psql "$DATABASE_URL" -tAc "select count(*) from webhook_events where status = 'processed'")"
 contacts="$(psql "$DATABASE_URL" -tAc "select count(*) from contacts")"
 cores="$(nproc)"
@@ -61,4 +63,5 @@ printf '%-38s %10s  %s\n' "reference GET /health" "$ref_rps req/s" "${ref_line#B
 printf '%-38s %10s  %s\n' "POST /crm/webhooks/instantly/reply" "$rps req/s" "${line#BENCH }"
 awk -v a="$rps" -v b="$ref_rps" 'BEGIN { printf "%-38s %10.3f\n", "ratio webhook / reference", a / b }'
 echo "rows: $processed processed webhook events, $contacts contacts (warm-up included)"
+echo "postgres: fsync=$fsync synchronous_commit=$sync_commit (the server ensure-postgres found: $admin_url)"
 echo "target for the webhook on this machine: >= 1500 req/s"

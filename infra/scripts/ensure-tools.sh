@@ -48,8 +48,13 @@ apt_install() {
   hash -r
 }
 
+# Where a non-root install links the Python tools; on PATH for this script and its callers.
+case ":$PATH:" in *":$HOME/.local/bin:"*) ;; *) export PATH="$HOME/.local/bin:$PATH" ;; esac
+
 # ---- apt tools ----------------------------------------------------------------
 apt_pkgs=()
+# A C compiler and libc headers: aws-lc-sys (rustls' crypto) and other -sys crates build C.
+have cc || apt_pkgs+=(gcc libc6-dev)
 have make || apt_pkgs+=(make)
 # ca-certificates: a bare curl can't talk https (rustup, AWS endpoints) without it.
 have curl || apt_pkgs+=(curl ca-certificates)
@@ -128,5 +133,15 @@ if ! have cargo; then
     . \"\$HOME/.cargo/env\"
   then re-run this script."
 fi
+
+# The workspace needs a recent toolchain (rust-version in Cargo.toml); Debian's
+# own cargo package is far older. fmt and clippy are CI steps.
+need_rust=1.94.1
+have_rust=$(rustc --version 2>/dev/null | awk '{print $2}')
+if [[ -z $have_rust || $(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -n1) != "$need_rust" ]]; then
+  die "rustc ${have_rust:-missing} is older than $need_rust; install a current toolchain with rustup (rustup update stable)"
+fi
+cargo fmt --version >/dev/null 2>&1 || die "cargo fmt missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "cargo clippy missing: rustup component add clippy"
 
 log "ok: make curl moto_server cfn-lint cargo$([[ $want_wrk -eq 1 ]] && echo ' wrk')"

@@ -10,6 +10,8 @@ command -v cargo >/dev/null || { echo "cargo is required (install Rust with rust
 if [[ -z "${DATABASE_URL:-}" ]]; then
   admin_url="$(bash infra/scripts/ensure-postgres.sh | tail -n 1)"
   db="${LOCAL_DB_NAME:-crm_local}"
+  # The name goes into SQL below: keep it a plain identifier.
+  [[ $db =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "LOCAL_DB_NAME must match [a-z_][a-z0-9_]*" >&2; exit 1; }
   if ! psql "$admin_url" -tAc "select 1 from pg_database where datname = '$db'" | grep -q 1; then
     psql "$admin_url" -qc "create database $db"
   fi

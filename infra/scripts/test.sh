@@ -4,6 +4,8 @@
 # server (moto) for the SQS and S3 adapters.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# Tools installed for a non-root user are linked here.
+export PATH="$HOME/.local/bin:$PATH"
 
 bash infra/scripts/ensure-tools.sh
 admin_url="$(bash infra/scripts/ensure-postgres.sh | tail -n 1)"

@@ -77,7 +77,7 @@ async fn native_reply_creates_contact_activities_and_a_qualified_deal() {
     assert_eq!(body["step"], "E:deal_created_and_logged");
     assert_eq!(
         body["idempotency_key"],
-        "instantly:5c2a9f4e-8d17-4b3a-b6e0-91f2c7a4d835"
+        "instantly:reply_received:5c2a9f4e-8d17-4b3a-b6e0-91f2c7a4d835"
     );
     assert_eq!(body["reply_status"], "meeting_request");
     assert_eq!(body["deal_stage"], "Qualified");
@@ -558,4 +558,59 @@ async fn twenty_identical_requests_at_once_give_one_200_and_nineteen_409() {
     assert_eq!(count(&pg, "select count(*) from deals").await, 1);
     assert_eq!(count(&pg, "select count(*) from activities").await, 2);
     assert_eq!(count(&pg, "select count(*) from webhook_events").await, 1);
+}
+
+#[tokio::test]
+async fn an_open_then_a_reply_for_the_same_email_are_two_events() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let (status, body) = send(&deps, request(&event("instantly-reply/ignored-event.json"))).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+    // Same email_id as the sample open event, now a reply.
+    let opened: Value = serde_json::from_str(
+        serde_json::from_str::<Value>(&event("instantly-reply/ignored-event.json")).unwrap()["body"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut reply = native_body();
+    reply["email_id"] = opened["email_id"].clone();
+    let (status, body) = send(&deps, native_with(&reply.to_string(), &[])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn an_overlong_upstream_id_is_hashed_into_a_key_not_refused() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let mut b = native_body();
+    b["email_id"] = json!("x".repeat(400));
+    let (status, first) = send(&deps, native_with(&b.to_string(), &[])).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(
+        first["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("instantly:sha256:")
+    );
+    let (status, _) = send(&deps, native_with(&b.to_string(), &[])).await;
+    assert_eq!(status, 409, "the hashed key still deduplicates");
+}
+
+#[tokio::test]
+async fn an_unauthenticated_call_gets_401_before_any_other_check() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let req = native_with(
+        "not json",
+        &[
+            ("x-signature", Some("00")),
+            ("idempotency-key", Some(&"k".repeat(300))),
+            ("content-type", Some("text/plain")),
+        ],
+    );
+    let (status, body) = send(&deps, req).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("signature_invalid"))
+    );
 }

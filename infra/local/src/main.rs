@@ -83,7 +83,7 @@ fn print_banner(port: u16, table: &routes::Table) {
         "\nTry the Instantly webhook (seed shape, shared-secret header; `make run` defaults the secret to dev-instantly-secret):"
     );
     println!(
-        "  curl -s -X POST {base}/crm/webhooks/instantly/reply \\\n    -H 'Content-Type: application/json' \\\n    -H \"X-Webhook-Secret: $HMAC_SHARED_SECRET_INSTANTLY\" \\\n    -d '{{\"event\":\"reply_received\",\"lead\":{{\"email\":\"jane@example.com\",\"full_name\":\"Jane Doe\"}},\"message\":{{\"text\":\"Interested! Can we book a call?\",\"subject\":\"Re: hello\"}},\"idempotency_key\":\"demo-1\"}}'\n"
+        "  curl -s -X POST {base}/crm/webhooks/instantly/reply \\\n    -H 'Content-Type: application/json' \\\n    -H \"X-Webhook-Secret: ${{HMAC_SHARED_SECRET_INSTANTLY:-dev-instantly-secret}}\" \\\n    -d '{{\"event\":\"reply_received\",\"lead\":{{\"email\":\"jane@example.com\",\"full_name\":\"Jane Doe\"}},\"message\":{{\"text\":\"Interested! Can we book a call?\",\"subject\":\"Re: hello\"}},\"idempotency_key\":\"demo-1\"}}'\n"
     );
     println!(
         "Try the CRM API with a development token (`make run` defaults JWT_SECRET to dev-jwt-secret):"

@@ -66,6 +66,11 @@ async fn accept<C: GenericClient>(
             limit: MAX_BODY_BYTES,
         });
     }
+    // Authenticity first: an unauthenticated caller learns nothing about its other mistakes.
+    let body = verifier
+        .verify_hex_hmac(req.body, req.signature)
+        .map_err(WebhookError::Unauthorized)?
+        .into_inner();
     let header_key = req
         .idempotency_key
         .map(|raw| {
@@ -73,10 +78,6 @@ async fn accept<C: GenericClient>(
         })
         .transpose()?;
     seen.key = header_key.clone();
-    let body = verifier
-        .verify_hex_hmac(req.body, req.signature)
-        .map_err(WebhookError::Unauthorized)?
-        .into_inner();
     require_json(req.content_type)?;
     let payload: Value = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Malformed(format!("body is not valid JSON: {e}")))?;

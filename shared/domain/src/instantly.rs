@@ -102,6 +102,11 @@ async fn accept(
             limit: MAX_BODY_BYTES,
         });
     }
+    // Authenticity first: an unauthenticated caller learns nothing about its other mistakes.
+    let body = verifier
+        .verify_instantly(req.body, req.x_signature, req.x_webhook_secret)
+        .map_err(WebhookError::Unauthorized)?
+        .into_inner();
     let header_key = req
         .idempotency_key
         .map(|raw| {
@@ -109,10 +114,6 @@ async fn accept(
         })
         .transpose()?;
     seen.key = header_key.clone();
-    let body = verifier
-        .verify_instantly(req.body, req.x_signature, req.x_webhook_secret)
-        .map_err(WebhookError::Unauthorized)?
-        .into_inner();
     require_json(req.content_type)?;
     let payload: Value = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Malformed(format!("body is not valid JSON: {e}")))?;
@@ -227,6 +228,19 @@ pub fn flow_params(key: &IdempotencyKey, hash: &PayloadHash, reply: &Reply) -> V
     })
 }
 
+/// Keys longer than the column allows are replaced by their hash, so an
+/// unusually long upstream id still deduplicates instead of being refused.
+fn bounded_key(key: &str) -> String {
+    if key.len() <= IdempotencyKey::MAX_LEN {
+        key.to_string()
+    } else {
+        format!(
+            "instantly:sha256:{}",
+            PayloadHash::of_bytes(key.as_bytes()).as_str()
+        )
+    }
+}
+
 /// Parses either payload shape. Errors name the offending field.
 pub fn parse(payload: &Value) -> Result<Event, WebhookError> {
     let obj = payload
@@ -285,13 +299,16 @@ fn parse_native(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
     let email_id = text(obj, "email_id", "email_id")?;
     let lead_email = text(obj, "lead_email", "lead_email")?;
     let stamp = text(obj, "timestamp", "timestamp")?;
+    // The event type is part of the key: Instantly sends several events
+    // (opened, clicked, replied) for the same email_id.
     let natural_key = match (email_id, lead_email, stamp) {
-        (Some(id), _, _) => Some(format!("instantly:{id}")),
+        (Some(id), _, _) => Some(format!("{event_type}:{id}")),
         (None, Some(mail), Some(ts)) => {
-            Some(format!("instantly:{}|{ts}", mail.trim().to_lowercase()))
+            Some(format!("{event_type}:{}|{ts}", mail.trim().to_lowercase()))
         }
         _ => None,
-    };
+    }
+    .map(|k| bounded_key(&format!("instantly:{k}")));
     if event_type != REPLY_EVENT {
         return Ok(Event::Other {
             event_type: clip(event_type, 100),
@@ -356,7 +373,10 @@ mod tests {
         };
         assert_eq!(r.email.as_str(), "maria@example.com");
         assert_eq!(r.full_name.as_deref(), Some("Maria Souza"));
-        assert_eq!(r.natural_key.as_deref(), Some("instantly:e-1"));
+        assert_eq!(
+            r.natural_key.as_deref(),
+            Some("instantly:reply_received:e-1")
+        );
         assert_eq!(r.received_at.to_rfc3339(), "2026-11-20T14:03:00+00:00");
         assert_eq!(r.shape, Shape::Native);
     }
@@ -370,7 +390,7 @@ mod tests {
         };
         assert_eq!(
             r.natural_key.as_deref(),
-            Some("instantly:maria@example.com|2026-11-20T14:03:00Z")
+            Some("instantly:reply_received:maria@example.com|2026-11-20T14:03:00Z")
         );
     }
 
@@ -381,7 +401,7 @@ mod tests {
             parse(&p).unwrap(),
             Event::Other {
                 event_type: "email_opened".into(),
-                natural_key: Some("instantly:e-9".into())
+                natural_key: Some("instantly:email_opened:e-9".into())
             }
         );
     }

@@ -98,3 +98,32 @@ async fn only_one_default_pipeline_can_exist() {
         }
     );
 }
+
+#[tokio::test]
+async fn the_default_pipeline_cannot_be_removed_but_can_be_switched() {
+    let db = TestDb::new().await;
+    let mut client = connect(&db.url).await;
+    let err = client
+        .execute("update pipelines set is_default = false", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crm_domain::db::classify(&err),
+        crm_domain::db::DbFault::CheckViolation {
+            constraint: Some("pipelines_exactly_one_default".into())
+        }
+    );
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(
+        "update pipelines set is_default = false; insert into pipelines (name, is_default) values ('Rentals', true);",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let name: String = client
+        .query_one("select name from pipelines where is_default", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "Rentals");
+}

@@ -124,7 +124,7 @@ impl fmt::Debug for DatabaseConfig {
 impl DatabaseConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let pg = match env.optional("DATABASE_URL") {
-            Some(url) => url
+            Some(url) => normalise_sslmode(url)
                 .parse::<tokio_postgres::Config>()
                 .map_err(|_| err("DATABASE_URL", "is not a valid PostgreSQL URL"))?,
             None => {
@@ -172,6 +172,30 @@ impl DatabaseConfig {
     }
 }
 
+/// `LOG_LEVEL` is a tracing filter (`info`, `debug`, `warn,crm_domain=debug`).
+fn log_level(env: &Env) -> Result<String, ConfigError> {
+    let level = env
+        .optional("LOG_LEVEL")
+        .unwrap_or("info")
+        .trim()
+        .to_string();
+    tracing_subscriber::EnvFilter::try_new(&level).map_err(|_| {
+        err(
+            "LOG_LEVEL",
+            "is not a valid log filter (e.g. info, debug, warn)",
+        )
+    })?;
+    Ok(level)
+}
+
+/// tokio-postgres knows `disable|prefer|require`; libpq's `verify-ca` and
+/// `verify-full` (what RDS documents) map to `require`, which here always
+/// verifies the chain and the host name with rustls.
+fn normalise_sslmode(url: &str) -> String {
+    url.replace("sslmode=verify-full", "sslmode=require")
+        .replace("sslmode=verify-ca", "sslmode=require")
+}
+
 /// Settings every function shares.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
@@ -193,7 +217,7 @@ impl CommonConfig {
         }
         Ok(Self {
             app_env,
-            log_level: env.optional("LOG_LEVEL").unwrap_or("info").to_string(),
+            log_level: log_level(env)?,
             dev_signature_bypass,
             database: DatabaseConfig::from_env(env)?,
         })
@@ -259,6 +283,31 @@ mod tests {
         assert_eq!(e.name, "PG_POOL_MAX");
         let e = CommonConfig::from_env(&Env::from_pairs([("APP_ENV", "moon")])).unwrap_err();
         assert_eq!(e.name, "APP_ENV");
+    }
+
+    #[test]
+    fn a_bad_log_level_fails_naming_it() {
+        let e = CommonConfig::from_env(&Env::from_pairs([
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("LOG_LEVEL", "[[loud"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.name, "LOG_LEVEL");
+        let ok = CommonConfig::from_env(&Env::from_pairs([
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("LOG_LEVEL", "warn,crm_domain=debug"),
+        ]))
+        .unwrap();
+        assert_eq!(ok.log_level, "warn,crm_domain=debug");
+    }
+
+    #[test]
+    fn rds_style_sslmode_verify_full_is_accepted_as_verified_tls() {
+        let c = DatabaseConfig::from_url("postgres://u@h/db?sslmode=verify-full", 1).unwrap();
+        assert_eq!(
+            c.pg.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
     }
 
     #[test]
