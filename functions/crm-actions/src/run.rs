@@ -1,7 +1,8 @@
 //! Runs a validated action: under its idempotency key when the client sent
 //! one (see `crm_domain::crm::idempotency` for the protocol), in one
-//! transaction, then publishes the outbox rows it wrote right away (the
-//! scheduled relay is the safety net, not the normal path).
+//! transaction, then publishes the outbox rows it wrote right away — those
+//! rows only, by `message_id`, never other requests' (the scheduled relay
+//! is the safety net, not the normal path).
 
 use crate::{Action, Deps};
 use crm_domain::{
@@ -13,9 +14,6 @@ use crm_domain::{
     },
     outbox,
 };
-
-/// Outbox rows published inline after a write; the relay takes any rest.
-const FAST_PATH_BATCH: i64 = 10;
 
 /// What the caller gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,10 +63,10 @@ pub async fn execute(
         }
     }
     let done = result?;
-    if done.enqueued
+    if !done.enqueued.is_empty()
         && let Some(publisher) = &deps.publisher
     {
-        match outbox::relay_batch(&mut client, publisher.as_ref(), FAST_PATH_BATCH).await {
+        match outbox::relay_ids(&mut client, publisher.as_ref(), &done.enqueued).await {
             Ok(r) => tracing::debug!(
                 published = r.published,
                 failed = r.failed,

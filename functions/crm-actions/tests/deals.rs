@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use crm_domain::outbox::{Publisher, QueueName};
+use crm_domain::outbox::{self, Publisher, QueueName};
 use crm_platform::queue::InProcessQueue;
 use crm_testkit::{TestDb, event};
 use serde_json::{Value, json};
@@ -357,6 +357,79 @@ async fn the_fast_path_publishes_the_stage_change_right_after_commit() {
     };
     assert_eq!(id, msg.message_id);
     assert!(published);
+}
+
+#[tokio::test]
+async fn the_fast_path_publishes_only_the_rows_of_its_own_request() {
+    let db = TestDb::new().await;
+    let mut deps = deps(&db);
+    let (queue, mut receivers) = InProcessQueue::new();
+    let publisher: Arc<dyn Publisher> = Arc::new(queue);
+    deps.publisher = Some(publisher);
+    let pg = db.client().await;
+    let t = member("user-1");
+    let c = contact(&deps, &t, json!({"full_name": "Ana"})).await;
+    let d = deal(&deps, &t, json!({"contact_id": c, "title": "Flat"})).await;
+    // Older rows nobody published yet (another request's, a crash's): on
+    // the send queue and on another one.
+    let mut unrelated = Vec::new();
+    let pooled = deps.pool.get().await.unwrap();
+    for queue in [QueueName::Send, QueueName::Enrichment] {
+        unrelated.push(
+            outbox::enqueue(&pooled, queue, &json!({"kind": "someone_else", "v": 1}))
+                .await
+                .unwrap(),
+        );
+    }
+    for (path, body) in [
+        (
+            format!("/crm/actions/deals/{d}/stage"),
+            json!({"stage_id": stage_id(&pg, "Qualified").await}),
+        ),
+        // A stage change through a deal update too.
+        (
+            "/crm/actions/deals".to_string(),
+            json!({"id": d, "stage_id": stage_id(&pg, "Proposal").await}),
+        ),
+    ] {
+        let a = call(&deps, Call::post(&path, body, &t)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let send = receivers.get_mut(&QueueName::Send).unwrap();
+        let msg = send
+            .try_recv()
+            .expect("its own row, published before the response");
+        let job: Value = serde_json::from_str(&msg.body).unwrap();
+        assert_eq!(job["kind"], "deliver_webhook");
+        assert_eq!(job["payload"]["deal_id"], d.as_str());
+        assert!(send.try_recv().is_err(), "nothing else on the send queue");
+    }
+    assert!(
+        receivers
+            .get_mut(&QueueName::Enrichment)
+            .unwrap()
+            .try_recv()
+            .is_err(),
+        "nothing on another queue"
+    );
+    for id in &unrelated {
+        let published: bool = pg
+            .query_one(
+                "select published_at is not null from outbox where message_id = $1",
+                &[id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!published, "left for the scheduled relay");
+    }
+    assert_eq!(
+        count(
+            &pg,
+            "select count(*) from outbox where published_at is not null"
+        )
+        .await,
+        2
+    );
 }
 
 /// A sample event with fields of its JSON body replaced (placeholders → real ids).

@@ -91,7 +91,8 @@ async fn contact(
     .get(0)
 }
 
-/// An open deal (own contact each) in the default pipeline's `stage`, updated `minutes_ago`.
+/// An open deal (own contact each) in the default pipeline's `stage`,
+/// created (and last updated) `minutes_ago`.
 async fn deal(
     pg: &tokio_postgres::Client,
     n: usize,
@@ -108,8 +109,9 @@ async fn deal(
     )
     .await;
     pg.query_one(
-        "insert into deals (contact_id, pipeline_id, stage_id, owner_id, title, updated_at) \
-         select $1::text::uuid, p.id, s.id, $3, 'Deal ' || $4::text, now() - make_interval(mins => $5) \
+        "insert into deals (contact_id, pipeline_id, stage_id, owner_id, title, created_at, updated_at) \
+         select $1::text::uuid, p.id, s.id, $3, 'Deal ' || $4::text, \
+           now() - make_interval(mins => $5), now() - make_interval(mins => $5) \
          from pipelines p join pipeline_stages s on s.pipeline_id = p.id \
          where p.is_default and s.name = $2 returning id::text",
         &[&c, &stage, &owner, &n.to_string(), &minutes_ago],
@@ -206,7 +208,7 @@ async fn a_board_column_pages_through_in_three_pages_without_gaps_or_repeats() {
         all.push(deal(&pg, n, "New", None, 10).await);
     }
     // Equal timestamps: the id breaks the tie.
-    pg.execute("update deals set updated_at = '2026-11-23T10:00:00Z'", &[])
+    pg.execute("update deals set created_at = '2026-11-23T10:00:00Z'", &[])
         .await
         .unwrap();
     let t = token("user-1", Role::Member);
@@ -241,6 +243,74 @@ async fn a_board_column_pages_through_in_three_pages_without_gaps_or_repeats() {
     all.sort();
     all.reverse();
     assert_eq!(seen, all, "id descending on equal timestamps");
+}
+
+/// Every deal of the first column, page by page (`limit` each), calling
+/// `between` after each page; returns the ids in the order served.
+async fn page_through<F, Fut>(deps: &Deps, token: &str, limit: &str, mut between: F) -> Vec<String>
+where
+    F: FnMut(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (status, first) = get(deps, "/crm/deals", &[("limit", limit)], Some(token)).await;
+    assert_eq!(status, 200, "{first}");
+    let mut column = first["stages"][0].clone();
+    let mut seen = Vec::new();
+    loop {
+        let page = ids(&column["deals"]);
+        seen.extend(page.clone());
+        between(page).await;
+        let Some(cursor) = column["next_cursor"].as_str().map(str::to_string) else {
+            return seen;
+        };
+        let (status, next) = get(
+            deps,
+            "/crm/deals",
+            &[("limit", limit), ("cursor", &cursor)],
+            Some(token),
+        )
+        .await;
+        assert_eq!(status, 200, "{next}");
+        column = next["stages"][0].clone();
+    }
+}
+
+#[tokio::test]
+async fn deals_touched_while_a_column_is_paged_are_neither_skipped_nor_repeated() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let pg = db.client().await;
+    // Created (and updated) 60, 50, …, 10 minutes ago: newest first is the reverse.
+    let mut all = Vec::new();
+    for n in 0..6 {
+        all.push(deal(&pg, n, "New", None, 60 - 10 * n as i32).await);
+    }
+    all.reverse();
+    let t = token("user-1", Role::Member);
+    // After each page, a webhook (Instantly, Cal.com) touches a deal not yet
+    // served and one already served, as `updated_at = now()` does.
+    let mut served_so_far = Vec::new();
+    let seen = page_through(&deps, &t, "2", |page| {
+        let served = page.first().cloned();
+        let pending = all
+            .iter()
+            .find(|id| !page.contains(id) && !served_so_far.contains(*id))
+            .cloned();
+        let pg = &pg;
+        served_so_far.extend(page);
+        async move {
+            for id in served.into_iter().chain(pending) {
+                pg.execute(
+                    "update deals set updated_at = now() where id = $1::text::uuid",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            }
+        }
+    })
+    .await;
+    assert_eq!(seen, all, "each deal once, newest created first");
 }
 
 #[tokio::test]

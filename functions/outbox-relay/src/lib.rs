@@ -1,12 +1,62 @@
 //! Scheduled relay: publishes outbox rows left unpublished (a crash between
-//! commit and publish, or a failed publish) to their queues.
+//! commit and publish, or a failed publish) to their queues; then, as
+//! housekeeping on the same schedule, deletes expired CRM API idempotency
+//! keys in a bounded batch.
 
-use crm_domain::outbox::{self, Publisher, RelayReport};
+use crm_domain::{
+    crm::idempotency,
+    outbox::{self, Publisher, RelayReport},
+};
 use crm_platform::db::PgPool;
 use std::time::{Duration, Instant};
 
 /// Rows per transaction; a batch holds its rows locked while it publishes them.
 pub const BATCH: i64 = 100;
+
+/// Expired `api_idempotency_keys` deleted per run at most: one short
+/// statement a minute keeps up with far more keys than the API writes, and
+/// a backlog drains over a few runs instead of in one long delete.
+pub const PURGE_BATCH: i64 = 1_000;
+
+/// What one scheduled run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    pub relay: RelayReport,
+    /// Expired idempotency keys deleted.
+    pub idempotency_keys_purged: u64,
+}
+
+/// One scheduled run: [`relay`], then [`purge`]. A purge that fails is
+/// logged and reported as 0: publishing is the run's job, and the next run
+/// purges what this one left.
+pub async fn run(
+    pool: &PgPool,
+    publisher: &dyn Publisher,
+    budget: Duration,
+) -> anyhow::Result<RunReport> {
+    let relay = relay(pool, publisher, budget).await?;
+    let idempotency_keys_purged = match purge(pool, PURGE_BATCH).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %crm_domain::db::loggable(&e), "purging expired idempotency keys failed");
+            0
+        }
+    };
+    Ok(RunReport {
+        relay,
+        idempotency_keys_purged,
+    })
+}
+
+/// Deletes up to `limit` idempotency keys past their 24 hours.
+pub async fn purge(pool: &PgPool, limit: i64) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let client = pool
+        .get()
+        .await
+        .context("getting a connection for the purge")?;
+    idempotency::purge_expired(&client, limit).await
+}
 
 /// Drains the outbox in batches until it is empty, a batch makes no
 /// progress, or `budget` is spent (a Lambda invocation has a deadline).

@@ -33,13 +33,18 @@ async fn main() -> Result<(), Error> {
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or_default();
             let budget = budget.saturating_sub(Duration::from_secs(3));
-            let report = outbox_relay::relay(pool, publisher, budget).await?;
+            let report = outbox_relay::run(pool, publisher, budget).await?;
             tracing::info!(
-                published = report.published,
-                failed = report.failed,
+                published = report.relay.published,
+                failed = report.relay.failed,
+                idempotency_keys_purged = report.idempotency_keys_purged,
                 "outbox relay run"
             );
-            Ok::<_, Error>(json!({"published": report.published, "failed": report.failed}))
+            Ok::<_, Error>(json!({
+                "published": report.relay.published,
+                "failed": report.relay.failed,
+                "idempotency_keys_purged": report.idempotency_keys_purged,
+            }))
         },
     ))
     .await

@@ -141,6 +141,58 @@ async fn a_failed_publish_keeps_the_row_with_its_error_for_the_next_run() {
     assert_eq!(recorder.seen.lock().unwrap().len(), 2);
 }
 
+#[tokio::test]
+async fn a_run_relays_then_purges_expired_idempotency_keys_in_a_bounded_batch() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    enqueue_n(&pool, 2).await;
+    let client = db.client().await;
+    // 1,003 keys past their 24 hours (older than one purge batch), and one live.
+    client
+        .execute(
+            "insert into api_idempotency_keys (user_id, idempotency_key, request_hash, lock_token, created_at) \
+             select 'u1', 'old-' || n, repeat('a', 64), gen_random_uuid(), now() - interval '25 hours' \
+             from generate_series(1, $1::int) n",
+            &[&(outbox_relay::PURGE_BATCH as i32 + 3)],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "insert into api_idempotency_keys (user_id, idempotency_key, request_hash, lock_token) \
+             values ('u1', 'live', repeat('a', 64), gen_random_uuid())",
+            &[],
+        )
+        .await
+        .unwrap();
+    let recorder = Recorder::default();
+    let report = outbox_relay::run(&pool, &recorder, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        outbox_relay::RunReport {
+            relay: RelayReport {
+                published: 2,
+                failed: 0
+            },
+            idempotency_keys_purged: 1_000,
+        }
+    );
+    let next = outbox_relay::run(&pool, &recorder, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(next.idempotency_keys_purged, 3);
+    let left: Vec<String> = client
+        .query("select idempotency_key from api_idempotency_keys", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["live"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_relays_split_the_rows_and_never_publish_one_twice() {
     let db = TestDb::new().await;

@@ -4,11 +4,19 @@
 //!
 //! Each URL is its own delivery (`webhook_deliveries`, unique per event and
 //! URL), so a job received twice, or retried because another URL failed,
-//! never posts again to a URL that already took it. A message is reported
-//! failed (partial batch failure) while any delivery still has to be
-//! retried, with its next receive delayed by exponential backoff; a message
-//! whose deliveries are dead, or that is not a job, is reported failed too
-//! so that SQS's redrive moves it to the dead-letter queue.
+//! never posts again to a URL that already took it. The URLs of one job are
+//! posted to concurrently, so a job takes about one attempt's time (at most
+//! `OUTBOUND_WEBHOOK_TIMEOUT_MS`) however many URLs are slow. A message is
+//! reported failed (partial batch failure) while any delivery still has to
+//! be retried, with its next receive delayed by exponential backoff; a
+//! message whose deliveries are dead, or that is not a job, is reported
+//! failed too so that SQS's redrive moves it to the dead-letter queue.
+//!
+//! Every message that ends in the dead-letter queue has its reason in
+//! PostgreSQL: a dead delivery's `last_error`, or a `poison_messages` row.
+//! On the last receive (`SEND_MAX_ATTEMPTS`) a delivery that could not be
+//! attempted — another holder's claim, a database error — is marked dead
+//! with "receives exhausted while …" rather than left pending.
 
 pub mod config;
 mod deliver;
@@ -97,8 +105,9 @@ pub enum Outcome {
     Done,
     /// Some delivery must be tried again; receive it again after `delay`.
     Retry { delay: Duration },
-    /// Cannot succeed (not a job, or a delivery ran out of attempts); the
-    /// reason is recorded. It belongs in the dead-letter queue.
+    /// Cannot succeed (not a job, a delivery ran out of attempts, or the
+    /// receives ran out with deliveries unfinished); the reason is recorded.
+    /// It belongs in the dead-letter queue.
     DeadLetter { reason: String },
 }
 
@@ -212,29 +221,58 @@ async fn poison(msg: &Message<'_>, reason: String, deps: &Deps) -> Outcome {
     Outcome::DeadLetter { reason }
 }
 
+/// What one URL's turn came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The delivery's status after this turn (`Pending`: retry it later).
+    Status(DeliveryStatus),
+    /// Another holder's claim (a concurrent copy of the job, or an earlier
+    /// receive that died mid-attempt): not attempted now.
+    Busy,
+}
+
+/// Posts to every URL at once, each its own task: one slow or failing URL
+/// neither delays nor affects the others, so a job takes about one attempt's
+/// time however many URLs there are. Each delivery is claimed, attempted and
+/// recorded on its own.
 async fn deliver_all(job: &DeliverWebhook, msg: &Message<'_>, deps: &Deps) -> Outcome {
     let Some(key) = deps.config.key.as_ref() else {
         // No URLs configured (said once at start): nothing to deliver.
         return Outcome::Done;
     };
-    let body = webhooks_out::body(job);
-    let (mut pending, mut dead) = (0usize, 0usize);
-    for target in &deps.config.targets {
-        match deliver_one(job, target, key, &body, msg, deps).await {
-            Ok(DeliveryStatus::Delivered | DeliveryStatus::Failed) => {}
-            Ok(DeliveryStatus::Dead) => dead += 1,
-            Ok(DeliveryStatus::Pending) => pending += 1,
+    let turns = attempt_all(job, key, msg, deps).await;
+    let exhausted = msg.receive_count >= deps.config.max_attempts;
+    let mut dead = 0usize;
+    // Deliveries left unfinished, with why.
+    let mut unfinished: Vec<(&Target, String)> = Vec::new();
+    for (target, turn) in deps.config.targets.iter().zip(turns) {
+        match turn {
+            Ok(Turn::Status(DeliveryStatus::Delivered | DeliveryStatus::Failed)) => {}
+            Ok(Turn::Status(DeliveryStatus::Dead)) => dead += 1,
+            Ok(Turn::Status(DeliveryStatus::Pending)) => {
+                unfinished.push((target, "its last attempt asked for a retry".into()));
+            }
+            Ok(Turn::Busy) => {
+                unfinished.push((target, "another worker held the delivery".into()));
+            }
             Err(e) => {
-                tracing::warn!(target = %target.origin, error = %crm_domain::db::loggable(&e), "delivery step failed; will retry");
-                pending += 1;
+                let cause = crm_domain::db::loggable(&e);
+                tracing::warn!(target = %target.origin, error = %cause, "delivery step failed; will retry");
+                unfinished.push((target, format!("a delivery step failed ({cause})")));
             }
         }
     }
-    if pending > 0 {
-        Outcome::Retry {
+    if !unfinished.is_empty() && !exhausted {
+        return Outcome::Retry {
             delay: deps.backoff.delay(msg.receive_count),
-        }
-    } else if dead > 0 {
+        };
+    }
+    if !unfinished.is_empty() {
+        // SQS moves the message to the DLQ after this receive whatever we
+        // answer: record why for every delivery it leaves behind.
+        return give_up(job, &unfinished, dead, msg, deps).await;
+    }
+    if dead > 0 {
         Outcome::DeadLetter {
             reason: format!("{dead} webhook delivery(ies) ran out of attempts"),
         }
@@ -243,16 +281,124 @@ async fn deliver_all(job: &DeliverWebhook, msg: &Message<'_>, deps: &Deps) -> Ou
     }
 }
 
-/// One URL: claim, attempt, record. Returns the delivery's status after it
-/// (`Pending` also when another worker holds it right now).
+/// Runs `deliver_one` for every target concurrently; results in target order.
+async fn attempt_all(
+    job: &DeliverWebhook,
+    key: &webhooks_out::SigningKey,
+    msg: &Message<'_>,
+    deps: &Deps,
+) -> Vec<anyhow::Result<Turn>> {
+    let targets = &deps.config.targets;
+    let job = Arc::new(job.clone());
+    let body: Arc<[u8]> = webhooks_out::body(&job).into();
+    let message_id: Arc<str> = msg.message_id.into();
+    let receive_count = msg.receive_count;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut slot = HashMap::with_capacity(targets.len());
+    for (i, target) in targets.iter().enumerate() {
+        let (job, body, message_id) = (job.clone(), body.clone(), message_id.clone());
+        let (target, key, deps) = (target.clone(), key.clone(), deps.clone());
+        let task = tasks.spawn(
+            async move {
+                let carrier = Carrier {
+                    message_id: &message_id,
+                    receive_count,
+                };
+                deliver_one(&job, &target, &key, &body, carrier, &deps).await
+            }
+            .in_current_span(),
+        );
+        slot.insert(task.id(), i);
+    }
+    let mut turns: Vec<Option<anyhow::Result<Turn>>> = targets.iter().map(|_| None).collect();
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (task, turn) = match joined {
+            Ok((task, turn)) => (task, turn),
+            Err(e) => (e.id(), Err(anyhow::anyhow!("the delivery task panicked"))),
+        };
+        if let Some(&i) = slot.get(&task) {
+            turns[i] = Some(turn);
+        }
+    }
+    turns
+        .into_iter()
+        .map(|t| t.unwrap_or_else(|| Err(anyhow::anyhow!("the delivery task was lost"))))
+        .collect()
+}
+
+/// The last receive of a message left deliveries unfinished: each is marked
+/// dead with its cause, so the message that reaches the dead-letter queue
+/// has its reason on record. If even that cannot be written, the message is
+/// recorded in `poison_messages` instead (best effort: the database may be
+/// what failed).
+async fn give_up(
+    job: &DeliverWebhook,
+    unfinished: &[(&Target, String)],
+    dead_before: usize,
+    msg: &Message<'_>,
+    deps: &Deps,
+) -> Outcome {
+    let reason = format!(
+        "receives exhausted ({}) with {} webhook delivery(ies) unfinished",
+        msg.receive_count,
+        unfinished.len()
+    );
+    let mut unrecorded = 0usize;
+    for (target, cause) in unfinished {
+        let why = format!("receives exhausted while {cause}");
+        let target_ref = TargetRef {
+            key: &target.key,
+            origin: &target.origin,
+        };
+        let marked = async {
+            let client = deps.pool.get().await?;
+            store::give_up(&client, job.event_id, &job.event_type, &target_ref, &why).await
+        };
+        match marked.await {
+            Ok(_) => {
+                tracing::error!(target = %target.origin, reason = %why, "webhook delivery given up: dead");
+            }
+            Err(e) => {
+                unrecorded += 1;
+                tracing::error!(target = %target.origin, reason = %why, error = %crm_domain::db::loggable(&e), "could not mark the delivery dead");
+            }
+        }
+    }
+    if unrecorded > 0 {
+        let count = i32::try_from(msg.receive_count).unwrap_or(i32::MAX);
+        let recorded = async {
+            let client = deps.pool.get().await?;
+            store::record_poison(&client, QueueName::Send, msg.message_id, &reason, count).await
+        };
+        if let Err(e) = recorded.await {
+            tracing::error!(error = %crm_domain::db::loggable(&e), reason = %reason, "could not record the dead-lettered message either");
+        }
+    }
+    let reason = if dead_before > 0 {
+        format!("{reason}; {dead_before} ran out of attempts")
+    } else {
+        reason
+    };
+    Outcome::DeadLetter { reason }
+}
+
+/// What a delivery needs of its queue message.
+#[derive(Debug, Clone, Copy)]
+struct Carrier<'a> {
+    message_id: &'a str,
+    receive_count: u32,
+}
+
+/// One URL: claim, attempt, record. Returns the delivery's status after it,
+/// or `Busy` when another holder has it right now.
 async fn deliver_one(
     job: &DeliverWebhook,
     target: &Target,
     key: &webhooks_out::SigningKey,
     body: &[u8],
-    msg: &Message<'_>,
+    msg: Carrier<'_>,
     deps: &Deps,
-) -> anyhow::Result<DeliveryStatus> {
+) -> anyhow::Result<Turn> {
     let target_ref = TargetRef {
         key: &target.key,
         origin: &target.origin,
@@ -272,9 +418,9 @@ async fn deliver_one(
     let (delivery_id, attempts_before) = match claim {
         Claim::Finished(status) => {
             tracing::debug!(target = %target.origin, status = status.as_str(), "already finished");
-            return Ok(status);
+            return Ok(Turn::Status(status));
         }
-        Claim::Busy => return Ok(DeliveryStatus::Pending),
+        Claim::Busy => return Ok(Turn::Busy),
         Claim::Claimed { id, attempts } => (id, attempts),
     };
     let msg_id = job.event_id.to_string();
@@ -316,5 +462,5 @@ async fn deliver_one(
         status = status.as_str(),
         "webhook attempt"
     );
-    Ok(status)
+    Ok(Turn::Status(status))
 }

@@ -92,9 +92,51 @@ pub async fn relay_batch(
         .query(&stmt, &[&limit])
         .await
         .context("reading unpublished outbox rows")?;
+    publish_locked(tx, &rows, publisher).await
+}
+
+/// Publishes exactly the rows with these `message_id`s (what one request
+/// just enqueued, as `enqueue` returned them) that are still unpublished:
+/// the after-commit fast path, which must not take other requests' rows.
+/// Same locking and marking as [`relay_batch`]: a row another relay holds
+/// right now is skipped (it publishes it), a published one is left alone,
+/// a failed publish keeps the row for the scheduled relay.
+pub async fn relay_ids(
+    client: &mut deadpool_postgres::Client,
+    publisher: &dyn Publisher,
+    message_ids: &[Uuid],
+) -> anyhow::Result<RelayReport> {
+    if message_ids.is_empty() {
+        return Ok(RelayReport::default());
+    }
+    let tx = client
+        .transaction()
+        .await
+        .context("starting the relay transaction")?;
+    let stmt = tx
+        .prepare_cached(
+            "select id, queue, message_id, body::text from outbox \
+             where message_id = any($1) and published_at is null \
+             order by id for update skip locked",
+        )
+        .await
+        .context("preparing the outbox lookup")?;
+    let rows = tx
+        .query(&stmt, &[&message_ids])
+        .await
+        .context("reading the request's outbox rows")?;
+    publish_locked(tx, &rows, publisher).await
+}
+
+/// Publishes rows locked by `tx`, marks them, commits.
+async fn publish_locked(
+    tx: deadpool_postgres::Transaction<'_>,
+    rows: &[tokio_postgres::Row],
+    publisher: &dyn Publisher,
+) -> anyhow::Result<RelayReport> {
     let mut report = RelayReport::default();
     let mut published: Vec<i64> = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let id: i64 = row.get(0);
         let queue_name: String = row.get(1);
         let message_id: Uuid = row.get(2);

@@ -68,6 +68,22 @@ pub async fn move_stage(
     actor: &str,
     source_event_id: Option<Uuid>,
 ) -> Result<MoveOutcome, MoveError> {
+    move_stage_enqueued(db, deal_id, to_stage, actor, source_event_id)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// [`move_stage`], also returning the outbox `message_id` of the
+/// `deal.stage_changed` job it wrote (`None` when the deal did not move), so
+/// a caller can publish exactly that row after commit
+/// (`outbox::relay_ids`).
+pub async fn move_stage_enqueued(
+    db: &impl GenericClient,
+    deal_id: Uuid,
+    to_stage: Uuid,
+    actor: &str,
+    source_event_id: Option<Uuid>,
+) -> Result<(MoveOutcome, Option<Uuid>), MoveError> {
     let lock = db
         .prepare_cached(
             "select d.contact_id, d.pipeline_id, d.stage_id, s.name from deals d \
@@ -96,7 +112,7 @@ pub async fn move_stage(
         return Err(MoveError::StageNotInPipeline);
     };
     if from_id == to_stage {
-        return Ok(MoveOutcome::Unchanged);
+        return Ok((MoveOutcome::Unchanged, None));
     }
     let (to_name, kind): (String, String) = (target.get(0), target.get(1));
 
@@ -175,7 +191,7 @@ pub async fn move_stage(
     )
     .await
     .context("logging the stage change")?;
-    jobs::enqueue(
+    let message_id = jobs::enqueue(
         db,
         &Job::DeliverWebhook(DeliverWebhook {
             v: 1,
@@ -187,5 +203,5 @@ pub async fn move_stage(
     )
     .await
     .context("queueing deal.stage_changed")?;
-    Ok(MoveOutcome::Moved(event))
+    Ok((MoveOutcome::Moved(event), Some(message_id)))
 }

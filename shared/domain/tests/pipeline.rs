@@ -2,7 +2,7 @@
 
 use crm_domain::{
     jobs::Job,
-    pipeline::{MoveError, MoveOutcome, move_stage},
+    pipeline::{MoveError, MoveOutcome, move_stage, move_stage_enqueued},
 };
 use crm_testkit::TestDb;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -100,6 +100,32 @@ async fn a_move_writes_history_a_system_activity_and_one_stage_changed_job() {
     assert_eq!(job.payload["to"]["stage_id"], target.to_string());
     assert_eq!(job.payload["actor"], "user:u1");
     assert!(job.payload["changed_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_move_names_the_outbox_row_it_wrote() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let pg = pool.get().await.unwrap();
+    let (_, deal_id) = deal(&pg).await;
+    let target = stage(&pg, "Qualified").await;
+    let (outcome, message_id) = move_stage_enqueued(&pg, deal_id, target, "user:u1", None)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, MoveOutcome::Moved(_)));
+    let row: Uuid = pg
+        .query_one("select message_id from outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(message_id, Some(row));
+    // Already there: nothing written, nothing to publish.
+    assert_eq!(
+        move_stage_enqueued(&pg, deal_id, target, "user:u1", None)
+            .await
+            .unwrap(),
+        (MoveOutcome::Unchanged, None)
+    );
 }
 
 #[tokio::test]

@@ -181,3 +181,101 @@ async fn poison_messages_are_counted_per_message() {
         .unwrap();
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i32>(1)), (1, 2));
 }
+
+/// `(status, attempts, last_error, claim released, finished_at set)` of the delivery.
+async fn state(
+    c: &deadpool_postgres::Client,
+    event: Uuid,
+) -> (String, i32, Option<String>, bool, bool) {
+    let r = c
+        .query_one(
+            "select status, attempts, last_error, locked_until is null, finished_at is not null \
+             from webhook_deliveries where event_id = $1 and target_key = $2",
+            &[&event, &KEY],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+}
+
+#[tokio::test]
+async fn giving_up_marks_an_unfinished_delivery_dead_and_releases_its_claim() {
+    let db = TestDb::new().await;
+    let pool = pool(&db, 1);
+    let c = pool.get().await.unwrap();
+    let event = Uuid::now_v7();
+    // Held by someone right now.
+    store::claim(&c, event, "deal.stage_changed", &TARGET, LEASE)
+        .await
+        .unwrap();
+    let why = "receives exhausted while another worker held the delivery";
+    assert!(
+        store::give_up(&c, event, "deal.stage_changed", &TARGET, why)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        state(&c, event).await,
+        ("dead".into(), 0, Some(why.into()), true, true)
+    );
+    assert_eq!(
+        store::claim(&c, event, "deal.stage_changed", &TARGET, LEASE)
+            .await
+            .unwrap(),
+        Claim::Finished(DeliveryStatus::Dead)
+    );
+}
+
+#[tokio::test]
+async fn giving_up_leaves_a_finished_delivery_as_it_is_and_creates_a_missing_one_dead() {
+    let db = TestDb::new().await;
+    let pool = pool(&db, 1);
+    let c = pool.get().await.unwrap();
+    let delivered = Uuid::now_v7();
+    let Claim::Claimed { id, .. } =
+        store::claim(&c, delivered, "deal.stage_changed", &TARGET, LEASE)
+            .await
+            .unwrap()
+    else {
+        panic!("a new delivery is claimed");
+    };
+    store::record_attempt(
+        &c,
+        id,
+        &attempt(AttemptOutcome::Status(204), DeliveryStatus::Delivered),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !store::give_up(&c, delivered, "deal.stage_changed", &TARGET, "too late")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        state(&c, delivered).await,
+        ("delivered".into(), 1, None, true, true)
+    );
+    // Never claimed (its claim failed): written dead, so the reason is on record.
+    let unseen = Uuid::now_v7();
+    assert!(
+        store::give_up(
+            &c,
+            unseen,
+            "deal.stage_changed",
+            &TARGET,
+            "receives exhausted while a delivery step failed"
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        state(&c, unseen).await,
+        (
+            "dead".into(),
+            0,
+            Some("receives exhausted while a delivery step failed".into()),
+            true,
+            true
+        )
+    );
+}

@@ -142,6 +142,60 @@ pub async fn attempts(db: &TestDb, event_id: Uuid) -> Vec<(i32, Option<i32>, Opt
         .collect()
 }
 
+/// The target key (SHA-256 of the URL) the worker stores for `url`.
+pub fn target_key(url: &str) -> String {
+    send_worker::Target::parse(url).expect("an http(s) URL").key
+}
+
+/// As `deliveries`, in the order of `urls`: the worker posts to the URLs of
+/// a job concurrently, so delivery ids do not follow the configured order.
+pub async fn deliveries_for(
+    db: &TestDb,
+    event_id: Uuid,
+    urls: &[String],
+) -> Vec<(String, i32, Option<i32>, Option<String>)> {
+    let pg = db.client().await;
+    let mut out = Vec::new();
+    for url in urls {
+        let rows = pg
+            .query(
+                "select status, attempts, last_http_status, last_error from webhook_deliveries \
+                 where event_id = $1 and target_key = $2",
+                &[&event_id, &target_key(url)],
+            )
+            .await
+            .unwrap();
+        out.extend(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
+        );
+    }
+    out
+}
+
+/// As `attempts`, grouped in the order of `urls` (each URL's in attempt order).
+pub async fn attempts_for(
+    db: &TestDb,
+    event_id: Uuid,
+    urls: &[String],
+) -> Vec<(i32, Option<i32>, Option<String>)> {
+    let pg = db.client().await;
+    let mut out = Vec::new();
+    for url in urls {
+        let rows = pg
+            .query(
+                "select a.attempt, a.http_status, a.error_class from webhook_delivery_attempts a \
+                 join webhook_deliveries d on d.id = a.delivery_id \
+                 where d.event_id = $1 and d.target_key = $2 order by a.attempt",
+                &[&event_id, &target_key(url)],
+            )
+            .await
+            .unwrap();
+        out.extend(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))));
+    }
+    out
+}
+
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

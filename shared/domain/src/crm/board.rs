@@ -1,11 +1,16 @@
 //! GET /crm/deals: a pipeline as a Kanban board.
 //!
 //! Without `stage_id`/`cursor` it answers every column at once, each with
-//! its first `limit` deals (newest `updated_at` first), its visible deal
+//! its first `limit` deals (newest `created_at` first), its visible deal
 //! count and a `next_cursor`: one request draws the board. With
 //! `cursor` (which names its column) or `stage_id` it answers that one
 //! column's page, in the same shape, for "load more" in one column.
 //! Members see their own deals and unowned ones; admins all.
+//!
+//! Pages key on `(created_at, id)`, which never change: webhooks and edits
+//! touch `updated_at` all the time, and a page key that moves makes deals
+//! repeat or vanish between pages. (A deal that changes stage while someone
+//! pages leaves one column for another, which no key can prevent.)
 
 use super::{
     cursor::{Cursor, CursorKind},
@@ -134,8 +139,8 @@ pub async fn board(
                     "select {} from deals d join contacts c on c.id = d.contact_id \
                      where d.pipeline_id = $1 and d.stage_id = $2 \
                        and ($3::text is null or d.owner_id = $3 or d.owner_id is null) \
-                       and d.updated_at <= $4 and (d.updated_at, d.id) < ($4, $5) \
-                     order by d.updated_at desc, d.id desc limit $6",
+                       and d.created_at <= $4 and (d.created_at, d.id) < ($4, $5) \
+                     order by d.created_at desc, d.id desc limit $6",
                     records::DEAL_COLUMNS
                 ))
                 .await
@@ -151,10 +156,10 @@ pub async fn board(
                      cross join lateral ( \
                        select * from deals d where d.pipeline_id = $1 and d.stage_id = s.id \
                          and ($2::text is null or d.owner_id = $2 or d.owner_id is null) \
-                       order by d.updated_at desc, d.id desc limit $3) d \
+                       order by d.created_at desc, d.id desc limit $3) d \
                      join contacts c on c.id = d.contact_id \
                      where s.pipeline_id = $1 \
-                     order by s.position, d.updated_at desc, d.id desc",
+                     order by s.position, d.created_at desc, d.id desc",
                     records::DEAL_COLUMNS
                 ))
                 .await
@@ -178,7 +183,7 @@ pub async fn board(
             let next_cursor = (deals.len() > limit).then(|| {
                 let last = deals[limit - 1];
                 Cursor {
-                    at: records::deal_updated_at(last),
+                    at: records::deal_created_at(last),
                     id: last.get(0),
                     stage_id: Some(stage_id),
                 }

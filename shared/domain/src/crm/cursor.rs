@@ -1,7 +1,11 @@
 //! Opaque page cursors: base64url of `<kind>|<timestamp µs>|<id>[|<stage id>]`,
 //! the sort key of the last row a page returned. Keyset pagination on
-//! `(timestamp, id)` never repeats or skips a row that stays in place,
-//! whatever the page size. Clients must treat cursors as opaque.
+//! `(timestamp, id)` never repeats or skips a row whose key stays put,
+//! whatever the page size, so the timestamp is always a `created_at`
+//! (never changed), not an `updated_at`. Clients must treat cursors as
+//! opaque. The kind tag carries a version: a cursor of an older sort order
+//! (`d1`, deals by `updated_at`) is refused as invalid rather than read as
+//! a key of another order.
 
 use super::error::ApiError;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
@@ -10,7 +14,7 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CursorKind {
-    /// Deals of one board column, newest `updated_at` first; carries the stage.
+    /// Deals of one board column, newest `created_at` first; carries the stage.
     Deals,
     /// Contacts, newest `created_at` first.
     Contacts,
@@ -19,7 +23,7 @@ pub enum CursorKind {
 impl CursorKind {
     fn tag(self) -> &'static str {
         match self {
-            CursorKind::Deals => "d1",
+            CursorKind::Deals => "d2",
             CursorKind::Contacts => "c1",
         }
     }
@@ -109,7 +113,14 @@ mod tests {
             "!!!",
             "bm90IGEgY3Vyc29y",
             contacts.as_str(),
-            &B64.encode("d1|x|y|z"),
+            &B64.encode("d2|x|y|z"),
+            // A deal cursor of the former `updated_at` order.
+            &B64.encode(format!(
+                "d1|{}|{}|{}",
+                c.at.timestamp_micros(),
+                c.id.simple(),
+                c.id.simple()
+            )),
         ] {
             let e = Cursor::decode(bad, CursorKind::Deals).unwrap_err();
             assert_eq!(e.body()["field"], "cursor", "{bad}");

@@ -329,9 +329,10 @@ async fn update(
         )
         .await?;
     }
-    let mut enqueued = false;
+    let mut enqueued = Vec::new();
     if let Patch::Set(stage_id) = input.stage_id {
-        enqueued = matches!(move_to(db, who, id, stage_id).await?, MoveOutcome::Moved(_));
+        let (_, message_id) = move_to(db, who, id, stage_id).await?;
+        enqueued.extend(message_id);
     }
     Ok(Done {
         status: 200,
@@ -348,27 +349,27 @@ pub async fn move_stage(
     stage_id: Uuid,
 ) -> Result<Done, ApiError> {
     lock_owned(db, who, id).await?;
-    let outcome = move_to(db, who, id, stage_id).await?;
+    let (outcome, message_id) = move_to(db, who, id, stage_id).await?;
     let mut body = read(db, id).await?;
-    let (change, enqueued) = match outcome {
-        MoveOutcome::Moved(event) => (event.payload(), true),
-        MoveOutcome::Unchanged => (Value::Null, false),
+    body["stage_change"] = match outcome {
+        MoveOutcome::Moved(event) => event.payload(),
+        MoveOutcome::Unchanged => Value::Null,
     };
-    body["stage_change"] = change;
     Ok(Done {
         status: 200,
         body,
-        enqueued,
+        enqueued: message_id.into_iter().collect(),
     })
 }
 
+/// The move, and the outbox `message_id` of its `deal.stage_changed` job when it moved.
 async fn move_to(
     db: &impl GenericClient,
     who: &Principal,
     id: Uuid,
     stage_id: Uuid,
-) -> Result<MoveOutcome, ApiError> {
-    pipeline::move_stage(db, id, stage_id, &who.actor(), None)
+) -> Result<(MoveOutcome, Option<Uuid>), ApiError> {
+    pipeline::move_stage_enqueued(db, id, stage_id, &who.actor(), None)
         .await
         .map_err(|e| match e {
             MoveError::DealNotFound => ApiError::NotFound("deal"),

@@ -12,6 +12,10 @@
 //!
 //! The request hash covers method, path and canonical JSON body, so the same
 //! key on another endpoint or with other fields is refused (422).
+//!
+//! Keys live 24 hours (a claim after that starts the key over); the
+//! scheduled outbox relay deletes expired ones in bounded batches
+//! ([`purge_expired`]).
 
 use super::error::ApiError;
 use crate::{
@@ -152,6 +156,31 @@ pub async fn release(db: &impl GenericClient, held: &Held) {
         let e = ApiError::from_db(e, "releasing an idempotency key");
         tracing::warn!(error = %e.diagnostic(), "could not release an idempotency key");
     }
+}
+
+/// How long a key is kept (and replayed); the same 24 hours as
+/// `api_idempotency_claim` in migrations/V4.
+pub const KEY_LIFETIME_HOURS: i32 = 24;
+
+/// Deletes up to `limit` keys older than their 24-hour life, oldest first,
+/// and returns how many. Bounded, so one run never holds many row locks or
+/// writes a huge transaction; rows some request holds right now are
+/// skipped (SKIP LOCKED), never waited for. A key past its life is never
+/// replayed (the claim starts it over), so deleting it changes no answer.
+pub async fn purge_expired(db: &impl GenericClient, limit: i64) -> anyhow::Result<u64> {
+    let stmt = db
+        .prepare_cached(
+            "delete from api_idempotency_keys k using ( \
+               select user_id, idempotency_key from api_idempotency_keys \
+               where created_at < now() - make_interval(hours => $2) \
+               order by created_at limit $1 for update skip locked) old \
+             where k.user_id = old.user_id and k.idempotency_key = old.idempotency_key",
+        )
+        .await
+        .context("preparing the idempotency key purge")?;
+    db.execute(&stmt, &[&limit, &KEY_LIFETIME_HOURS])
+        .await
+        .context("purging expired idempotency keys")
 }
 
 #[cfg(test)]

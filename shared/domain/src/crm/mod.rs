@@ -22,12 +22,14 @@ use input::Patch;
 use serde_json::Value;
 use uuid::Uuid;
 
-/// What a write answers, and whether it left outbox rows to publish.
+/// What a write answers, and the outbox rows it wrote (to publish right
+/// after commit, and only those: `outbox::relay_ids`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Done {
     pub status: u16,
     pub body: Value,
-    pub enqueued: bool,
+    /// `message_id`s of the outbox rows this write enqueued.
+    pub enqueued: Vec<Uuid>,
 }
 
 impl Done {
@@ -35,7 +37,7 @@ impl Done {
         Self {
             status,
             body,
-            enqueued: false,
+            enqueued: Vec::new(),
         }
     }
 }

@@ -72,9 +72,9 @@ pub fn deal(row: &Row) -> Value {
     })
 }
 
-/// `d.updated_at` of a deal row read with `DEAL_COLUMNS` (its page key).
-pub fn deal_updated_at(row: &Row) -> DateTime<Utc> {
-    row.get(11)
+/// `d.created_at` of a deal row read with `DEAL_COLUMNS` (its page key).
+pub fn deal_created_at(row: &Row) -> DateTime<Utc> {
+    row.get(10)
 }
 
 /// `c.created_at` of a contact row read with `CONTACT_COLUMNS` (its page key).

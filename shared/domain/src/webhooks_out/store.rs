@@ -169,6 +169,47 @@ pub async fn record_attempt(
     Ok(row.get(0))
 }
 
+/// Gives up on a delivery that is not finished: marks it `dead` with
+/// `reason` and releases any claim on it, without recording an attempt
+/// (none was made). A delivery not written yet (its claim never got
+/// through) is created dead, so the reason is on record either way. For
+/// a message whose receives are exhausted: SQS moves it to the dead-letter
+/// queue next, and nothing would come back to finish the delivery. A holder
+/// whose attempt is still in flight (another copy of the job) records its
+/// attempt over this when it ends: its status, from a real answer, wins.
+///
+/// Returns whether this call finished it (false: it was already
+/// delivered, failed or dead, and keeps that status and reason).
+pub async fn give_up(
+    db: &impl GenericClient,
+    event_id: Uuid,
+    event_type: &str,
+    target: &TargetRef<'_>,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    let stmt = db
+        .prepare_cached(
+            "insert into webhook_deliveries as d \
+               (event_id, event_type, target_key, target_origin, status, last_error, finished_at) \
+             values ($1, $2, $3, $4, 'dead', left($5, 500), now()) \
+             on conflict (event_id, target_key) do update \
+               set status = 'dead', last_error = excluded.last_error, locked_until = null, \
+                   updated_at = now(), finished_at = now() \
+               where d.status = 'pending' \
+             returning d.id",
+        )
+        .await
+        .context("preparing the delivery give-up")?;
+    let row = db
+        .query_opt(
+            &stmt,
+            &[&event_id, &event_type, &target.key, &target.origin, &reason],
+        )
+        .await
+        .context("marking a webhook delivery dead")?;
+    Ok(row.is_some())
+}
+
 /// Records (or counts again) a message a worker could not read. `reason`
 /// must not quote the body.
 pub async fn record_poison(
