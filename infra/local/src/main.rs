@@ -46,9 +46,17 @@ async fn main() -> anyhow::Result<()> {
     let queue = Arc::new(queue);
     tokio::spawn(async move {
         loop {
-            match outbox_relay::relay(&relay_pool, queue.as_ref(), Duration::from_secs(5)).await {
-                Ok(r) if r.published + r.failed > 0 => {
-                    tracing::info!(published = r.published, failed = r.failed, "outbox relay")
+            // The same run as the scheduled Lambda: relay, then purge expired idempotency keys.
+            match outbox_relay::run(&relay_pool, queue.as_ref(), Duration::from_secs(5)).await {
+                Ok(r)
+                    if r.relay.published + r.relay.failed > 0 || r.idempotency_keys_purged > 0 =>
+                {
+                    tracing::info!(
+                        published = r.relay.published,
+                        failed = r.relay.failed,
+                        purged = r.idempotency_keys_purged,
+                        "outbox relay"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => {
