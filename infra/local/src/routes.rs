@@ -103,6 +103,12 @@ pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError
         crm_read::Deps::new(common, env)?,
         |req, deps| Box::pin(async move { crm_read::handle(req, &deps).await }),
     );
+    mount(
+        &mut routes,
+        twilio_webhook::ROUTES,
+        twilio_webhook::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { twilio_webhook::handle(req, &deps).await }),
+    );
     Ok(Arc::new(Table(routes)))
 }
 
@@ -116,6 +122,7 @@ pub fn declared() -> Vec<(&'static str, &'static str)> {
         calcom_booking::ROUTES,
         crm_actions::ROUTES,
         crm_read::ROUTES,
+        twilio_webhook::ROUTES,
     ]
     .concat()
 }

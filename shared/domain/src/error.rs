@@ -14,6 +14,9 @@ pub enum WebhookError {
     UnsupportedMediaType { expected: &'static str },
     #[error("{0}")]
     Malformed(String),
+    /// A form body (`application/x-www-form-urlencoded`) that does not decode.
+    #[error("{0}")]
+    MalformedForm(String),
     #[error("{field} {reason}")]
     Validation { field: String, reason: String },
     /// A replay of an event already processed; carries what the first call answered.
@@ -40,7 +43,7 @@ impl WebhookError {
             Self::Unauthorized(_) => 401,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType { .. } => 415,
-            Self::Malformed(_) => 400,
+            Self::Malformed(_) | Self::MalformedForm(_) => 400,
             Self::Validation { .. } | Self::KeyReused => 422,
             Self::Duplicate { .. } | Self::InFlight => 409,
             Self::Unexpected(_) => 500,
@@ -54,6 +57,7 @@ impl WebhookError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::Malformed(_) => "malformed_json",
+            Self::MalformedForm(_) => "malformed_form",
             Self::Validation { .. } => "validation_failed",
             Self::Duplicate { .. } => "duplicate_event",
             Self::KeyReused => "idempotency_key_reused",

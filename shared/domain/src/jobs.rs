@@ -49,6 +49,43 @@ pub async fn enqueue(db: &impl GenericClient, job: &Job) -> anyhow::Result<Uuid>
     outbox::enqueue(db, job.queue(), &body).await
 }
 
+/// Work for the media queue. Same wire format as `Job` (tagged by `kind`,
+/// versioned by `v`); kept apart only until the send worker's `match` on
+/// `Job` takes other kinds, then it becomes a `Job` variant unchanged on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MediaJob {
+    /// Copy one media file of an inbound Twilio message into the blob store.
+    FetchTwilioMedia(FetchTwilioMedia),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchTwilioMedia {
+    pub v: u8,
+    pub message_id: Uuid,
+    /// N of `MediaUrlN`: with `message_id`, the stable name of the stored copy.
+    pub index: u8,
+    /// Twilio's media URL; the worker fetches only from Twilio's media hosts.
+    pub url: String,
+    pub content_type: Option<String>,
+}
+
+impl MediaJob {
+    pub fn queue(&self) -> QueueName {
+        QueueName::Media
+    }
+
+    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+/// Writes a media job to the outbox; call inside the transaction of the change.
+pub async fn enqueue_media(db: &impl GenericClient, job: &MediaJob) -> anyhow::Result<Uuid> {
+    let body = serde_json::to_value(job).expect("jobs always serialise");
+    outbox::enqueue(db, job.queue(), &body).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +109,26 @@ mod tests {
         );
         assert_eq!(Job::parse(&wire.to_string()).unwrap(), job);
         assert!(Job::parse(r#"{"kind":"launch_rockets"}"#).is_err());
+    }
+
+    #[test]
+    fn fetch_twilio_media_has_a_stable_wire_format() {
+        let id = Uuid::parse_str("0192f0c8-7a00-7000-8000-000000000002").unwrap();
+        let job = MediaJob::FetchTwilioMedia(FetchTwilioMedia {
+            v: 1,
+            message_id: id,
+            index: 0,
+            url: "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1".into(),
+            content_type: Some("image/jpeg".into()),
+        });
+        let wire = serde_json::to_value(&job).unwrap();
+        assert_eq!(
+            wire,
+            json!({"kind": "fetch_twilio_media", "v": 1, "message_id": id, "index": 0,
+                   "url": "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+                   "content_type": "image/jpeg"})
+        );
+        assert_eq!(MediaJob::parse(&wire.to_string()).unwrap(), job);
+        assert_eq!(job.queue(), QueueName::Media);
     }
 }

@@ -17,6 +17,7 @@ pub mod phone;
 pub mod pipeline;
 pub mod secret;
 pub mod signature;
+pub mod twilio;
 pub mod types;
 pub mod webhooks_out;
 

@@ -55,6 +55,59 @@ impl PhoneE164 {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A number as a messaging provider reports a sender: like `parse`, but
+    /// digits without `+` are also tried as international (`905321234567`),
+    /// and a Brazilian mobile without its 9th digit (`+55 11 8765-4321`, as
+    /// older WhatsApp ids carry it) gets the digit back.
+    pub fn parse_sender(raw: &str, region: PhoneRegion) -> Result<Self, &'static str> {
+        let first = Self::parse(raw, region);
+        if first.is_ok() {
+            return first;
+        }
+        let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+        let plain = raw
+            .trim()
+            .trim_start_matches('+')
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')' | '.'));
+        if !plain || digits.len() < 10 || digits.len() > 15 {
+            return first;
+        }
+        let international = format!("+{digits}");
+        if let Ok(p) = Self::parse(&international, region) {
+            return Ok(p);
+        }
+        match br_with_ninth_digit(&digits) {
+            Some(with_nine) => Self::parse(&with_nine, region).or(first),
+            None => first,
+        }
+    }
+
+    /// The spellings a stored contact may carry for this number: itself, and
+    /// for a Brazilian mobile the form without the 9th digit.
+    pub fn variants(&self) -> Vec<String> {
+        let mut out = vec![self.0.clone()];
+        let digits = &self.0[1..];
+        // +55 DD 9XXXXXXXX: 13 digits with a 9 after the area code.
+        if digits.len() == 13 && digits.starts_with("55") && digits.as_bytes()[4] == b'9' {
+            out.push(format!("+{}{}", &digits[..4], &digits[5..]));
+        }
+        out
+    }
+
+    /// The last `n` digits (all of them when shorter): the loosest match a number allows.
+    pub fn last_digits(&self, n: usize) -> &str {
+        let digits = &self.0[1..];
+        &digits[digits.len().saturating_sub(n)..]
+    }
+}
+
+/// `55 DD XXXXXXXX` with a mobile-looking subscriber number (6–9 first) → `+55 DD 9XXXXXXXX`.
+fn br_with_ninth_digit(digits: &str) -> Option<String> {
+    let b = digits.as_bytes();
+    (digits.len() == 12 && digits.starts_with("55") && (b'6'..=b'9').contains(&b[4]))
+        .then(|| format!("+{}9{}", &digits[..4], &digits[4..]))
 }
 
 impl fmt::Display for PhoneE164 {
@@ -109,6 +162,51 @@ mod tests {
         assert!(PhoneE164::parse("12", tr()).is_err());
         assert!(PhoneE164::parse("call me", tr()).is_err());
         assert_eq!(PhoneE164::parse(" ", tr()), Err("is required"));
+    }
+
+    /// (raw sender, region, E.164): what Twilio's `From` (or a CRM user) may carry.
+    const SENDERS: &[(&str, &str, &str)] = &[
+        ("+905321234567", "TR", "+905321234567"),
+        ("0532 123 45 67", "TR", "+905321234567"),
+        ("5321234567", "TR", "+905321234567"),
+        ("905321234567", "TR", "+905321234567"),
+        ("+90 (532) 123-4567", "BR", "+905321234567"),
+        ("+5511987654321", "BR", "+5511987654321"),
+        ("+551187654321", "BR", "+5511987654321"),
+        ("551187654321", "TR", "+5511987654321"),
+        ("5511987654321", "TR", "+5511987654321"),
+        ("(11) 98765-4321", "BR", "+5511987654321"),
+        ("+55 21 99876-5432", "TR", "+5521998765432"),
+        ("+552198765432", "TR", "+5521998765432"),
+    ];
+
+    #[test]
+    fn sender_numbers_in_tr_and_br_spellings_become_one_e164() {
+        for (raw, region, want) in SENDERS {
+            let got = PhoneE164::parse_sender(raw, PhoneRegion::parse(region).unwrap());
+            assert_eq!(
+                got.as_ref().map(PhoneE164::as_str),
+                Ok(*want),
+                "{raw} in {region}"
+            );
+        }
+    }
+
+    #[test]
+    fn sender_parsing_still_refuses_what_is_not_a_number() {
+        for raw in ["", "call me", "+90 123", "12345", "whatsapp:abc"] {
+            assert!(PhoneE164::parse_sender(raw, tr()).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn brazilian_mobiles_also_match_without_the_ninth_digit() {
+        let br = PhoneE164::parse("+5511987654321", tr()).unwrap();
+        assert_eq!(br.variants(), ["+5511987654321", "+551187654321"]);
+        let tr_mobile = PhoneE164::parse("+905321234567", tr()).unwrap();
+        assert_eq!(tr_mobile.variants(), ["+905321234567"]);
+        assert_eq!(tr_mobile.last_digits(10), "5321234567");
+        assert_eq!(br.last_digits(10), "1987654321");
     }
 
     #[test]
