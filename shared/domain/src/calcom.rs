@@ -19,7 +19,7 @@ use crate::{
         webhook_events::{self, Receipt, Seen, Source},
     },
     error::WebhookError,
-    fields::require_json,
+    fields::{OpenedJson, open_json},
     signature::Verifier,
     types::{IdempotencyKey, PayloadHash},
 };
@@ -61,28 +61,18 @@ async fn accept<C: GenericClient>(
     req: &Inbound<'_>,
     seen: &mut Seen,
 ) -> Result<Value, WebhookError> {
-    if req.body.len() > MAX_BODY_BYTES {
-        return Err(WebhookError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
-    // Authenticity first: an unauthenticated caller learns nothing about its other mistakes.
-    let body = verifier
-        .verify_hex_hmac(req.body, req.signature)
-        .map_err(WebhookError::Unauthorized)?
-        .into_inner();
-    let header_key = req
-        .idempotency_key
-        .map(|raw| {
-            IdempotencyKey::parse(raw).map_err(|r| WebhookError::validation("Idempotency-Key", r))
-        })
-        .transpose()?;
-    seen.key = header_key.clone();
-    require_json(req.content_type)?;
-    let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::Malformed(format!("body is not valid JSON: {e}")))?;
-    let hash = PayloadHash::of_json(&payload);
-    seen.hash = Some(hash.clone());
+    let OpenedJson {
+        payload,
+        hash,
+        header_key,
+    } = open_json(
+        req.body,
+        MAX_BODY_BYTES,
+        |b| verifier.verify_hex_hmac(b, req.signature),
+        req.idempotency_key,
+        req.content_type,
+        seen,
+    )?;
     seen.event_type = payload::trigger_name(&payload);
     let event = payload::parse(&payload)?;
     let key = match header_key {

@@ -1,7 +1,12 @@
 //! Reading fields out of untrusted JSON payloads: every accessor names the
 //! field in its error, so a caller learns exactly what to fix (422).
 
-use crate::{error::WebhookError, types::EmailAddress};
+use crate::{
+    db::webhook_events::Seen,
+    error::WebhookError,
+    signature::{AuthError, Verified},
+    types::{EmailAddress, IdempotencyKey, PayloadHash},
+};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -77,6 +82,51 @@ pub fn clip(s: impl AsRef<str>, max: usize) -> String {
         Some((cut, _)) => s[..cut].to_string(),
         None => s.to_string(),
     }
+}
+
+/// A JSON webhook body that passed the checks every JSON webhook runs.
+pub struct OpenedJson {
+    pub payload: Value,
+    pub hash: PayloadHash,
+    /// The `Idempotency-Key` header, when the caller sent one.
+    pub header_key: Option<IdempotencyKey>,
+}
+
+/// The edge checks shared by the JSON webhooks, in this order: size (413),
+/// authenticity on the raw bytes (401; first, so an unauthenticated caller
+/// learns nothing about its other mistakes), the `Idempotency-Key` header
+/// (422), content type (415), JSON (400). What is learnt goes into `seen`
+/// for the receipt.
+pub fn open_json<'b>(
+    body: &'b [u8],
+    limit: usize,
+    authenticate: impl FnOnce(&'b [u8]) -> Result<Verified<&'b [u8]>, AuthError>,
+    idempotency_header: Option<&str>,
+    content_type: Option<&str>,
+    seen: &mut Seen,
+) -> Result<OpenedJson, WebhookError> {
+    if body.len() > limit {
+        return Err(WebhookError::PayloadTooLarge { limit });
+    }
+    let body = authenticate(body)
+        .map_err(WebhookError::Unauthorized)?
+        .into_inner();
+    let header_key = idempotency_header
+        .map(|raw| {
+            IdempotencyKey::parse(raw).map_err(|r| WebhookError::validation("Idempotency-Key", r))
+        })
+        .transpose()?;
+    seen.key = header_key.clone();
+    require_json(content_type)?;
+    let payload: Value = serde_json::from_slice(body)
+        .map_err(|e| WebhookError::Malformed(format!("body is not valid JSON: {e}")))?;
+    let hash = PayloadHash::of_json(&payload);
+    seen.hash = Some(hash.clone());
+    Ok(OpenedJson {
+        payload,
+        hash,
+        header_key,
+    })
 }
 
 #[cfg(test)]

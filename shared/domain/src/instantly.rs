@@ -10,7 +10,7 @@
 //!
 //! Other Instantly event types are recorded and answered `"ignored"`.
 
-use crate::fields::{clip, email, object, require_json, text, timestamp};
+use crate::fields::{OpenedJson, clip, email, object, open_json, text, timestamp};
 use crate::{
     db::{
         GenericClient,
@@ -97,28 +97,18 @@ async fn accept(
     req: &Inbound<'_>,
     seen: &mut Seen,
 ) -> Result<Value, WebhookError> {
-    if req.body.len() > MAX_BODY_BYTES {
-        return Err(WebhookError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
-    // Authenticity first: an unauthenticated caller learns nothing about its other mistakes.
-    let body = verifier
-        .verify_instantly(req.body, req.x_signature, req.x_webhook_secret)
-        .map_err(WebhookError::Unauthorized)?
-        .into_inner();
-    let header_key = req
-        .idempotency_key
-        .map(|raw| {
-            IdempotencyKey::parse(raw).map_err(|r| WebhookError::validation("Idempotency-Key", r))
-        })
-        .transpose()?;
-    seen.key = header_key.clone();
-    require_json(req.content_type)?;
-    let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::Malformed(format!("body is not valid JSON: {e}")))?;
-    let hash = PayloadHash::of_json(&payload);
-    seen.hash = Some(hash.clone());
+    let OpenedJson {
+        payload,
+        hash,
+        header_key,
+    } = open_json(
+        req.body,
+        MAX_BODY_BYTES,
+        |b| verifier.verify_instantly(b, req.x_signature, req.x_webhook_secret),
+        req.idempotency_key,
+        req.content_type,
+        seen,
+    )?;
     let event = parse(&payload)?;
     let (event_type, natural_key) = match &event {
         Event::Reply(r) => (REPLY_EVENT.to_string(), r.natural_key.clone()),
