@@ -460,7 +460,10 @@ async fn a_new_deal_moves_from_new_to_qualified_with_history() {
         .collect();
     assert_eq!(jobs.len(), 1);
     let crm_domain::jobs::Job::DeliverWebhook(job) =
-        crm_domain::jobs::Job::parse(&jobs[0]).unwrap();
+        crm_domain::jobs::Job::parse(&jobs[0]).unwrap()
+    else {
+        panic!("a stage move enqueues a deliver_webhook job");
+    };
     assert_eq!(job.event_type, "deal.stage_changed");
     assert_eq!(job.payload["deal_id"], second["deal_id"]);
     assert_eq!(job.payload["from"]["name"], "New");

@@ -56,6 +56,8 @@ pub struct SendConfig {
     /// Whole-request timeout of one attempt.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Twilio's Messages API for `send_message` jobs; `None`: the local sink.
+    pub twilio: Option<crate::twilio::TwilioConfig>,
 }
 
 impl SendConfig {
@@ -99,6 +101,7 @@ impl SendConfig {
             max_attempts,
             timeout,
             connect_timeout: timeout.min(Duration::from_secs(5)),
+            twilio: crate::twilio::TwilioConfig::from_env(env)?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The send worker: consumes the send queue (SQS in AWS, in-process
-//! locally). Its one job kind so far is `deliver_webhook`: post a signed
-//! Standard Webhooks event to every configured URL.
+//! locally). Two job kinds: `deliver_webhook` posts a signed Standard
+//! Webhooks event to every configured URL (below), and `send_message` hands
+//! one queued WhatsApp/SMS message to Twilio (`messages`, `twilio`).
 //!
 //! Each URL is its own delivery (`webhook_deliveries`, unique per event and
 //! URL), so a job received twice, or retried because another URL failed,
@@ -21,6 +22,8 @@
 pub mod config;
 mod deliver;
 pub mod local;
+mod messages;
+pub mod twilio;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use crm_domain::{
@@ -51,6 +54,9 @@ pub struct Deps {
     /// In SQS, retries wait by changing the message's visibility timeout.
     /// `None`: the queue's own visibility timeout applies (tests, `cargo lambda invoke`).
     pub visibility: Option<Arc<SqsVisibility>>,
+    /// Presigned GET URLs of outbound media (`MediaUrl`); `None` without a
+    /// bucket (locally), when media messages go out without `MediaUrl`.
+    pub media: Option<Arc<dyn crm_platform::blob::Presigner>>,
 }
 
 impl Deps {
@@ -63,6 +69,11 @@ impl Deps {
             name: "OUTBOUND_WEBHOOK_TIMEOUT_MS".into(),
             reason: format!("building the HTTP client: {e}"),
         })?;
+        if config.twilio.is_none() {
+            tracing::warn!(
+                "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: outbound messages go to the LOCAL SINK (recorded, not sent)"
+            );
+        }
         if config.targets.is_empty() {
             tracing::info!(
                 "OUTBOUND_WEBHOOK_URLS is empty: outbound webhooks are acknowledged without delivery"
@@ -80,6 +91,7 @@ impl Deps {
             config: Arc::new(config),
             backoff: Backoff::default(),
             visibility: None,
+            media: None,
         })
     }
 
@@ -183,6 +195,11 @@ pub async fn process(msg: &Message<'_>, deps: &Deps) -> Outcome {
                 tracing::Span::current().record("event_id", tracing::field::display(job.event_id));
                 deliver_all(&job, msg, deps).await
             }
+            Ok(Job::SendMessage(job)) => {
+                tracing::Span::current()
+                    .record("event_id", tracing::field::display(job.message_id));
+                messages::send(&job, msg, deps).await
+            }
             Err(reason) => poison(msg, reason, deps).await,
         }
     }
@@ -197,6 +214,9 @@ fn parse(body: &str) -> Result<Job, String> {
         Ok(Job::DeliverWebhook(job)) if job.v != 1 => {
             Err(format!("deliver_webhook v{} is not supported", job.v))
         }
+        Ok(Job::SendMessage(job)) if job.v != 1 => {
+            Err(format!("send_message v{} is not supported", job.v))
+        }
         Ok(job) => Ok(job),
         Err(e) => Err(match e.classify() {
             Category::Syntax | Category::Eof => {
@@ -208,7 +228,7 @@ fn parse(body: &str) -> Result<Job, String> {
     }
 }
 
-async fn poison(msg: &Message<'_>, reason: String, deps: &Deps) -> Outcome {
+pub(crate) async fn poison(msg: &Message<'_>, reason: String, deps: &Deps) -> Outcome {
     tracing::error!(reason = %reason, "malformed message: recorded, left for the dead-letter queue");
     let count = i32::try_from(msg.receive_count).unwrap_or(i32::MAX);
     let recorded = async {

@@ -26,6 +26,12 @@ async fn main() -> Result<(), Error> {
             tracing::warn!("QUEUE_URL_SEND is not set: retries wait the queue's visibility timeout")
         }
     }
+    // Media messages: Twilio fetches the file through a presigned S3 GET.
+    if let Some(bucket) = env.optional("MEDIA_BUCKET") {
+        let aws = crm_platform::aws::load().await;
+        let s3 = crm_platform::aws::s3(&aws, env.optional("AWS_ENDPOINT_URL").is_some());
+        deps.media = Some(Arc::new(crm_platform::blob::S3Blob::new(s3, bucket)));
+    }
     let deps: &'static Deps = Box::leak(Box::new(deps));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle(event.payload, deps).await)

@@ -35,6 +35,17 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rx) = receivers.remove(&QueueName::Send) {
         send_worker::local::spawn(rx, send_worker::Deps::new(&common, &env)?);
     }
+    // The media worker needs Twilio credentials (TWILIO_ACCOUNT_SID); without
+    // them its queue is drained and reported like the others.
+    if let Some(rx) = receivers.remove(&QueueName::Media) {
+        match media_worker::local::deps(&common, &env) {
+            Ok(deps) => drop(media_worker::local::spawn(rx, deps)),
+            Err(e) => {
+                tracing::warn!(error = %e, "media worker not started: media jobs are not fetched");
+                receivers.insert(QueueName::Media, rx);
+            }
+        }
+    }
     for (name, mut rx) in receivers {
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {

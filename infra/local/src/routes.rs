@@ -105,9 +105,21 @@ pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError
     );
     mount(
         &mut routes,
+        messages_read::ROUTES,
+        messages_read::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { messages_read::handle(req, &deps).await }),
+    );
+    mount(
+        &mut routes,
         twilio_webhook::ROUTES,
         twilio_webhook::Deps::new(common, env)?,
         |req, deps| Box::pin(async move { twilio_webhook::handle(req, &deps).await }),
+    );
+    mount(
+        &mut routes,
+        messages_send::ROUTES,
+        messages_send::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { messages_send::handle(req, &deps).await }),
     );
     Ok(Arc::new(Table(routes)))
 }
@@ -122,7 +134,9 @@ pub fn declared() -> Vec<(&'static str, &'static str)> {
         calcom_booking::ROUTES,
         crm_actions::ROUTES,
         crm_read::ROUTES,
+        messages_read::ROUTES,
         twilio_webhook::ROUTES,
+        messages_send::ROUTES,
     ]
     .concat()
 }

@@ -16,6 +16,16 @@ use uuid::Uuid;
 pub enum Job {
     /// Post an event to every configured outbound webhook URL (send queue).
     DeliverWebhook(DeliverWebhook),
+    /// Hand one queued outbound WhatsApp/SMS message to Twilio (send queue).
+    SendMessage(SendMessage),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendMessage {
+    pub v: u8,
+    /// `messages.id` of the queued outbound message; everything else is read
+    /// from its row, so a redelivered job sends what is stored, once.
+    pub message_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,7 +44,7 @@ pub struct DeliverWebhook {
 impl Job {
     pub fn queue(&self) -> QueueName {
         match self {
-            Job::DeliverWebhook(_) => QueueName::Send,
+            Job::DeliverWebhook(_) | Job::SendMessage(_) => QueueName::Send,
         }
     }
 

@@ -93,7 +93,9 @@ async fn a_move_writes_history_a_system_activity_and_one_stage_changed_job() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, String>(0), "send");
-    let Job::DeliverWebhook(job) = Job::parse(&rows[0].get::<_, String>(1)).unwrap();
+    let Job::DeliverWebhook(job) = Job::parse(&rows[0].get::<_, String>(1)).unwrap() else {
+        panic!("a stage move enqueues a deliver_webhook job");
+    };
     assert_eq!(job.event_type, "deal.stage_changed");
     assert_eq!(job.payload["deal_id"], deal_id.to_string());
     assert_eq!(job.payload["from"]["name"], "New");

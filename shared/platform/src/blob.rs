@@ -101,6 +101,84 @@ impl BlobStore for S3Blob {
     }
 }
 
+/// Presigned URLs, so browsers upload media and Twilio fetches it straight
+/// from S3 without passing through a Lambda. S3 only: the local folder has no
+/// URL anyone outside this process could use.
+pub trait Presigner: Send + Sync {
+    /// A PUT URL for exactly this content type and length.
+    fn presign_put<'a>(
+        &'a self,
+        key: &'a str,
+        content_type: &'a str,
+        bytes: u64,
+        expires: std::time::Duration,
+    ) -> BoxFuture<'a, anyhow::Result<String>>;
+    fn presign_get<'a>(
+        &'a self,
+        key: &'a str,
+        expires: std::time::Duration,
+    ) -> BoxFuture<'a, anyhow::Result<String>>;
+}
+
+impl Presigner for S3Blob {
+    fn presign_put<'a>(
+        &'a self,
+        key: &'a str,
+        content_type: &'a str,
+        bytes: u64,
+        expires: std::time::Duration,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            check_key(key)?;
+            let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+                .context("presigning expiry")?;
+            let length = i64::try_from(bytes).context("object size")?;
+            let req = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .content_length(length)
+                .presigned(config)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "presigning S3 PutObject: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                })?;
+            Ok(req.uri().to_string())
+        })
+    }
+
+    fn presign_get<'a>(
+        &'a self,
+        key: &'a str,
+        expires: std::time::Duration,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            check_key(key)?;
+            let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+                .context("presigning expiry")?;
+            let req = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .presigned(config)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "presigning S3 GetObject: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                })?;
+            Ok(req.uri().to_string())
+        })
+    }
+}
+
 /// Media in a local folder (the local runner's stand-in for S3).
 pub struct LocalFolderBlob {
     root: PathBuf,

@@ -18,6 +18,8 @@ pub enum CursorKind {
     Deals,
     /// Contacts, newest `created_at` first.
     Contacts,
+    /// A contact's messages, newest `created_at` first.
+    Messages,
 }
 
 impl CursorKind {
@@ -25,6 +27,7 @@ impl CursorKind {
         match self {
             CursorKind::Deals => "d2",
             CursorKind::Contacts => "c1",
+            CursorKind::Messages => "m1",
         }
     }
 }

@@ -28,6 +28,10 @@ pub enum ApiError {
     /// A unique rule would be broken (e-mail or phone taken, a second open deal).
     #[error("{field} {reason}")]
     Conflict { field: String, reason: String },
+    /// The request is valid but the record's state refuses it, with a
+    /// specific code (`window_closed`, `opted_out`): 409.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("A request with this idempotency key is still being processed")]
     InFlight,
     #[error("Idempotency key was already used with a different request")]
@@ -91,7 +95,7 @@ impl ApiError {
             Self::Unauthorized(_) => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
-            Self::Conflict { .. } | Self::InFlight => 409,
+            Self::Conflict { .. } | Self::Refused { .. } | Self::InFlight => 409,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType => 415,
             Self::Validation { .. } | Self::KeyReused => 422,
@@ -112,6 +116,7 @@ impl ApiError {
             Self::Validation { .. } => "validation_failed",
             Self::NotFound(_) => "not_found",
             Self::Conflict { .. } => "conflict",
+            Self::Refused { code, .. } => code,
             Self::InFlight => "request_in_flight",
             Self::KeyReused => "idempotency_key_reused",
             Self::Unavailable(_) => "temporarily_unavailable",

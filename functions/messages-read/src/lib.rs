@@ -1,0 +1,268 @@
+//! The messaging API's reads and ops (issue 4 §2): a contact's messages,
+//! the read/starred flags, the polling feed, the templates sync from
+//! Twilio's Content API and the admins' debug reads.
+//! This crate routes on method + raw path, authenticates, parses the query
+//! string and body; the SQL lives in `crm_domain::inbox`.
+
+pub mod content;
+
+use content::ContentClient;
+use crm_domain::{
+    auth::Principal,
+    crm::{ApiError, input},
+    inbox::{
+        self, Flags, MessagePage,
+        templates::{self, Upsert},
+    },
+};
+use crm_platform::{
+    api::{self, ApiConfig},
+    config::{CommonConfig, ConfigError, Env},
+    db::{PgPool, build_pool},
+    http,
+};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Value, json};
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The API Gateway routes this function serves.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/contacts/{id}/messages"),
+    ("PATCH", "/api/messages/{id}"),
+    ("GET", "/api/messages/events"),
+    ("GET", "/api/debug/webhook-diagnostics"),
+    ("GET", "/api/debug/messages"),
+    ("POST", "/api/templates/sync-missing"),
+];
+
+/// The feed's page size: default and maximum.
+pub const FEED_DEFAULT_LIMIT: i64 = 100;
+pub const FEED_MAX_LIMIT: i64 = 500;
+/// The diagnostics window: default and maximum, in hours.
+pub const DIAGNOSTICS_DEFAULT_HOURS: i64 = 24;
+pub const DIAGNOSTICS_MAX_HOURS: i64 = 720;
+
+/// Built once per cold start.
+pub struct Deps {
+    pub pool: PgPool,
+    pub api: ApiConfig,
+    /// `None` without Twilio credentials: the templates sync answers 503.
+    pub content: Option<ContentClient>,
+}
+
+impl Deps {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env)?;
+        Self::new(&common, env)
+    }
+
+    pub fn new(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            pool: build_pool(&common.database)?,
+            api: ApiConfig::from_env(common, env)?,
+            content: ContentClient::from_env(env)?,
+        })
+    }
+}
+
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    let span = tracing::info_span!(
+        "messages_read",
+        request_id = %http::request_id(&req),
+        user_id = tracing::field::Empty,
+    );
+    async move {
+        let path = raw_path(&req);
+        let (pattern, params) = match api::route(ROUTES, req.method().as_str(), &path) {
+            Ok(found) => found,
+            Err(miss) => return miss.response(),
+        };
+        match serve(&req, deps, pattern, &params).await {
+            Ok(body) => {
+                tracing::info!(route = pattern, status = 200, "messages request done");
+                api::answer(200, &body, false)
+            }
+            Err(err) => {
+                if err.is_server_fault() {
+                    tracing::error!(route = pattern, error = %err.diagnostic(), "messages request failed");
+                } else {
+                    tracing::info!(
+                        route = pattern,
+                        status = err.status(),
+                        code = err.code(),
+                        "messages request refused"
+                    );
+                }
+                api::error(&err)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// `rawPath` without a named stage or local tool prefix (`api::raw_path`
+/// trims to `/crm/`; these routes live under `/api/`).
+fn raw_path(req: &Request) -> String {
+    let raw = match req.raw_http_path() {
+        "" => req.uri().path(),
+        p => p,
+    };
+    match raw.find("/api/") {
+        Some(start) => raw[start..].to_string(),
+        None => raw.to_string(),
+    }
+}
+
+/// What a request asks for, parsed before a connection is taken.
+enum Query {
+    ContactMessages(Uuid, MessagePage),
+    SetFlags(Uuid, Flags),
+    Feed(inbox::FeedCursor, i64),
+    Diagnostics(i32),
+    DebugMessages(String),
+}
+
+fn path_uuid(params: &[&str], what: &'static str) -> Result<Uuid, ApiError> {
+    params
+        .first()
+        .and_then(|raw| Uuid::parse_str(raw).ok())
+        .ok_or(ApiError::NotFound(what))
+}
+
+fn admin_only(who: &Principal) -> Result<(), ApiError> {
+    if who.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("this endpoint is for admins".into()))
+    }
+}
+
+async fn serve(
+    req: &Request,
+    deps: &Deps,
+    pattern: &str,
+    params: &[&str],
+) -> Result<Value, ApiError> {
+    let who = api::authenticate(req, &deps.api.jwt)?;
+    tracing::Span::current().record("user_id", who.user_id());
+    let q = |name: &str| api::query(req, name);
+    let query = match pattern {
+        "/api/contacts/{id}/messages" => Query::ContactMessages(
+            path_uuid(params, "contact")?,
+            MessagePage::parse(q("cursor").as_deref(), q("limit").as_deref())?,
+        ),
+        "/api/messages/{id}" => {
+            let body =
+                input::json_object(http::header(req, "content-type"), http::body_bytes(req))?;
+            let flags = Flags::parse(&body)?;
+            Query::SetFlags(path_uuid(params, "message")?, flags)
+        }
+        "/api/messages/events" => Query::Feed(
+            inbox::FeedCursor::parse(q("after").as_deref())?,
+            input::limit(q("limit").as_deref(), FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT)?,
+        ),
+        "/api/debug/webhook-diagnostics" => {
+            admin_only(&who)?;
+            let hours = input::limit(
+                q("hours").as_deref(),
+                DIAGNOSTICS_DEFAULT_HOURS,
+                DIAGNOSTICS_MAX_HOURS,
+            )
+            .map_err(|_| {
+                ApiError::validation(
+                    "hours",
+                    format!("must be a whole number between 1 and {DIAGNOSTICS_MAX_HOURS}"),
+                )
+            })?;
+            Query::Diagnostics(i32::try_from(hours).expect("at most 720"))
+        }
+        "/api/templates/sync-missing" => {
+            admin_only(&who)?;
+            return sync_templates(deps).await;
+        }
+        _ => {
+            admin_only(&who)?;
+            let phone = q("phone")
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| ApiError::validation("phone", "is required"))?;
+            Query::DebugMessages(phone)
+        }
+    };
+    run(deps, &who, query).await
+}
+
+async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiError> {
+    let mut client = deps
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    match query {
+        Query::ContactMessages(id, page) => {
+            // The visibility check and the page: one read-only snapshot.
+            let tx = client
+                .build_transaction()
+                .isolation_level(deadpool_postgres::tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| ApiError::from_db(e, "starting a read snapshot"))?;
+            inbox::contact_messages(&tx, who, id, &page).await
+        }
+        Query::SetFlags(id, flags) => {
+            let done = inbox::set_flags(&client, who, id, flags).await?;
+            tracing::info!(message_id = %id, "message flags set");
+            Ok(done)
+        }
+        Query::Feed(after, limit) => inbox::feed(&client, who, after, limit).await,
+        Query::Diagnostics(hours) => inbox::webhook_diagnostics(&client, hours).await,
+        Query::DebugMessages(phone) => {
+            inbox::messages_by_phone(&client, &phone, deps.api.phone_region).await
+        }
+    }
+}
+
+/// Pulls every Content API template first (no connection held while Twilio
+/// answers), then upserts them by ContentSid in one transaction.
+async fn sync_templates(deps: &Deps) -> Result<Value, ApiError> {
+    let client = deps.content.as_ref().ok_or_else(|| {
+        ApiError::Unavailable(anyhow::anyhow!(
+            "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN are not configured"
+        ))
+    })?;
+    let items = client.list().await?;
+    let mut skipped = 0_u32;
+    let parsed: Vec<_> = items
+        .iter()
+        .filter_map(|item| {
+            let t = content::template(item);
+            skipped += u32::from(t.is_none());
+            t
+        })
+        .collect();
+    let mut conn = deps
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(|e| ApiError::from_db(e, "starting the templates sync"))?;
+    let (mut created, mut updated, mut unchanged) = (0_u32, 0_u32, 0_u32);
+    for t in &parsed {
+        match templates::upsert(&tx, t).await? {
+            Upsert::Created => created += 1,
+            Upsert::Updated => updated += 1,
+            Upsert::Unchanged => unchanged += 1,
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(|e| ApiError::from_db(e, "committing the templates sync"))?;
+    tracing::info!(created, updated, unchanged, skipped, "templates synced");
+    Ok(json!({"created": created, "updated": updated, "unchanged": unchanged, "skipped": skipped}))
+}
