@@ -395,10 +395,17 @@ async fn two_concurrent_receives_of_one_job_call_twilio_once() {
         .await;
     let deps = deps(&db, Some(&twilio.uri()));
     let (a, b) = tokio::join!(run(&deps, id, 1), run(&deps, id, 1));
-    let mut outcomes = [a, b];
-    outcomes.sort_by_key(|o| matches!(o, Outcome::Done));
-    assert!(matches!(outcomes[0], Outcome::Retry { .. }), "{outcomes:?}");
-    assert_eq!(outcomes[1], Outcome::Done);
+    // Whichever interleaving the scheduler picks (the second receive sees the
+    // first one's fresh attempt and backs off, or runs after it and finds the
+    // SID), Twilio is called once: the mock's `.expect(1)` checks that.
+    let outcomes = [a, b];
+    assert!(outcomes.contains(&Outcome::Done), "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Done | Outcome::Retry { .. })),
+        "{outcomes:?}"
+    );
     // The retried copy finds the SID and stops.
     assert_eq!(run(&deps, id, 2).await, Outcome::Done);
     assert_eq!(

@@ -84,13 +84,28 @@ pub async fn move_stage_enqueued(
     actor: &str,
     source_event_id: Option<Uuid>,
 ) -> Result<(MoveOutcome, Option<Uuid>), MoveError> {
+    // Lock, then read in a second statement: a locking statement that had to
+    // wait re-checks only the locked row, and its join to the (old) stage
+    // would drop the deal if a concurrent move changed its stage.
+    let lock_only = db
+        .prepare_cached("select 1 from deals where id = $1 for update")
+        .await
+        .context("preparing the deal lock")?;
+    if db
+        .query_opt(&lock_only, &[&deal_id])
+        .await
+        .context("locking the deal")?
+        .is_none()
+    {
+        return Err(MoveError::DealNotFound);
+    }
     let lock = db
         .prepare_cached(
             "select d.contact_id, d.pipeline_id, d.stage_id, s.name from deals d \
-             join pipeline_stages s on s.id = d.stage_id where d.id = $1 for update of d",
+             join pipeline_stages s on s.id = d.stage_id where d.id = $1",
         )
         .await
-        .context("preparing the deal lock")?;
+        .context("preparing the deal read")?;
     let Some(deal) = db
         .query_opt(&lock, &[&deal_id])
         .await

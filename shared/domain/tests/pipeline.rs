@@ -251,3 +251,42 @@ async fn logged_database_errors_carry_no_row_values() {
         "inserting a contact: postgres error 23505 on contacts.contacts_email_unique"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_moves_of_one_deal_both_apply_in_turn() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    pool.resize(4);
+    let pg = pool.get().await.unwrap();
+    let (_, deal_id) = deal(&pg).await;
+    let (qualified, proposal) = (stage(&pg, "Qualified").await, stage(&pg, "Proposal").await);
+    // The first move holds the deal's lock until it commits; the second waits for it.
+    let mut first = pool.get().await.unwrap();
+    let tx = first.transaction().await.unwrap();
+    move_stage(&tx, deal_id, qualified, "user:a", None)
+        .await
+        .unwrap();
+    let second = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut c = pool.get().await.unwrap();
+            let tx = c.transaction().await.unwrap();
+            let out = move_stage(&tx, deal_id, proposal, "user:b", None).await;
+            tx.commit().await.unwrap();
+            out
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    let MoveOutcome::Moved(ev) = second
+        .await
+        .unwrap()
+        .expect("the waiting move still finds the deal")
+    else {
+        panic!("expected a move")
+    };
+    assert_eq!(
+        (ev.from.name.as_str(), ev.to.name.as_str()),
+        ("Qualified", "Proposal")
+    );
+}

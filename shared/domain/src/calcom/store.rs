@@ -123,16 +123,29 @@ fn deal_from(row: &tokio_postgres::Row) -> Deal {
 }
 
 pub async fn lock_deal(db: &impl GenericClient, deal_id: Uuid) -> anyhow::Result<Option<Deal>> {
-    let stmt = db
-        .prepare_cached(&format!(
-            "select {DEAL_COLUMNS} where d.id = $1 for update of d"
-        ))
+    // Lock, then read in a second statement: a locking statement that waited
+    // re-checks only the locked row, and its join to the old stage would drop
+    // the deal (or report a stale stage) after a concurrent move.
+    let lock = db
+        .prepare_cached("select 1 from deals where id = $1 for update")
         .await
         .context("preparing the deal lock")?;
+    if db
+        .query_opt(&lock, &[&deal_id])
+        .await
+        .context("locking the deal")?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let stmt = db
+        .prepare_cached(&format!("select {DEAL_COLUMNS} where d.id = $1"))
+        .await
+        .context("preparing the deal read")?;
     let row = db
         .query_opt(&stmt, &[&deal_id])
         .await
-        .context("locking the deal")?;
+        .context("reading the deal")?;
     Ok(row.as_ref().map(deal_from))
 }
 
@@ -143,16 +156,19 @@ pub async fn open_deal(
     pipeline_id: Uuid,
 ) -> anyhow::Result<Option<Deal>> {
     let stmt = db
-        .prepare_cached(&format!(
-            "select {DEAL_COLUMNS} where d.contact_id = $1 and d.pipeline_id = $2 and d.status = 'open' for update of d"
-        ))
+        .prepare_cached(
+            "select id from deals where contact_id = $1 and pipeline_id = $2 and status = 'open' for update",
+        )
         .await
         .context("preparing the open deal lookup")?;
     let row = db
         .query_opt(&stmt, &[&contact_id, &pipeline_id])
         .await
         .context("looking up the open deal")?;
-    Ok(row.as_ref().map(deal_from))
+    match row {
+        Some(r) => lock_deal(db, r.get(0)).await,
+        None => Ok(None),
+    }
 }
 
 /// The open deal, created in the pipeline's entry stage (with its first history row) when there is none.

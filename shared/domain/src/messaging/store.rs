@@ -62,6 +62,20 @@ pub async fn claim(
     lease: Duration,
 ) -> anyhow::Result<Claim> {
     let tx = client.transaction().await.context("starting the claim")?;
+    // Lock first, read second: a statement that waited for the lock still
+    // reads joined tables as of its own start, so a concurrent claim's
+    // committed `message_sends` row would be invisible to it. The read below
+    // is a new statement, with a snapshot taken after the lock was granted.
+    let locked = tx
+        .query_opt(
+            "select 1 from messages where id = $1 and direction = 'out' for update",
+            &[&message_id],
+        )
+        .await
+        .context("locking the queued message")?;
+    if locked.is_none() {
+        return Ok(Claim::Missing);
+    }
     let row = tx
         .query_opt(
             "select m.channel, c.phone, m.body, m.media_key, m.template_sid, s.content_variables, \
@@ -69,7 +83,7 @@ pub async fn claim(
                     s.attempted_at > now() - make_interval(secs => $2) \
              from messages m join contacts c on c.id = m.contact_id \
              left join message_sends s on s.message_id = m.id \
-             where m.id = $1 and m.direction = 'out' for update of m",
+             where m.id = $1 and m.direction = 'out'",
             &[&message_id, &lease.as_secs_f64()],
         )
         .await
