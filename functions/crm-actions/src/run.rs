@@ -1,28 +1,15 @@
-//! Runs a validated action: under its idempotency key when the client sent
-//! one (see `crm_domain::crm::idempotency` for the protocol), in one
-//! transaction, then publishes the outbox rows it wrote right away — those
-//! rows only, by `message_id`, never other requests' (the scheduled relay
-//! is the safety net, not the normal path).
+//! Runs a validated action through the shared write protocol
+//! (`crm_domain::crm::run`: idempotency key, one transaction, own outbox
+//! rows published after commit).
 
 use crate::{Action, Deps};
 use crm_domain::{
     IdempotencyKey, PayloadHash,
     auth::Principal,
-    crm::{
-        ApiError, Done, contacts, deals,
-        idempotency::{self, Claim, Held},
-    },
-    outbox,
+    crm::{ApiError, contacts, deals, run},
 };
 
-/// What the caller gets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub status: u16,
-    pub body: serde_json::Value,
-    /// Served from the idempotency key (`Idempotent-Replayed: true`).
-    pub replayed: bool,
-}
+pub use run::Outcome;
 
 pub async fn execute(
     deps: &Deps,
@@ -31,84 +18,23 @@ pub async fn execute(
     hash: &PayloadHash,
     action: Action,
 ) -> Result<Outcome, ApiError> {
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
-    let held = match key {
-        None => None,
-        Some(key) => match idempotency::claim(&client, who.user_id(), &key, hash).await? {
-            Claim::Replay { status, body } => {
-                return Ok(Outcome {
-                    status,
-                    body,
-                    replayed: true,
-                });
-            }
-            Claim::New(held) => Some(held),
+    run::execute(
+        &deps.pool,
+        deps.publisher.as_deref(),
+        who,
+        key,
+        hash,
+        move |tx, who| {
+            Box::pin(async move {
+                match action {
+                    Action::Contact(input) => contacts::upsert(tx, who, input).await,
+                    Action::Deal(input) => deals::upsert(tx, who, input).await,
+                    Action::MoveStage { deal_id, stage_id } => {
+                        deals::move_stage(tx, who, deal_id, stage_id).await
+                    }
+                }
+            })
         },
-    };
-    let result = transact(&mut client, who, held.as_ref(), action).await;
-    if let (Err(err), Some(held)) = (&result, &held) {
-        if err.is_server_fault() {
-            // Nothing was written: free the key so the client can retry.
-            idempotency::release(&client, held).await;
-        } else if !matches!(err, ApiError::InFlight) {
-            // A caller fault found while working is the answer to this
-            // request: stored and replayed like a success (as Stripe does).
-            if let Err(e) = idempotency::complete(&client, held, err.status(), &err.body()).await {
-                tracing::warn!(error = %e.diagnostic(), "could not store the refusal under its key");
-            }
-        }
-    }
-    let done = result?;
-    if !done.enqueued.is_empty()
-        && let Some(publisher) = &deps.publisher
-    {
-        match outbox::relay_ids(&mut client, publisher.as_ref(), &done.enqueued).await {
-            Ok(r) => tracing::debug!(
-                published = r.published,
-                failed = r.failed,
-                "outbox fast path"
-            ),
-            // The write is committed and its rows wait for the scheduled relay.
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "outbox fast path failed"),
-        }
-    }
-    Ok(Outcome {
-        status: done.status,
-        body: done.body,
-        replayed: false,
-    })
-}
-
-/// The work and (under a key) its stored answer, committed together.
-async fn transact(
-    client: &mut deadpool_postgres::Client,
-    who: &Principal,
-    held: Option<&Held>,
-    action: Action,
-) -> Result<Done, ApiError> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| ApiError::from_db(e, "starting the write transaction"))?;
-    if let Some(held) = held {
-        idempotency::lock(&tx, held).await?;
-    }
-    let done = match action {
-        Action::Contact(input) => contacts::upsert(&tx, who, input).await?,
-        Action::Deal(input) => deals::upsert(&tx, who, input).await?,
-        Action::MoveStage { deal_id, stage_id } => {
-            deals::move_stage(&tx, who, deal_id, stage_id).await?
-        }
-    };
-    if let Some(held) = held {
-        idempotency::complete(&tx, held, done.status, &done.body).await?;
-    }
-    tx.commit()
-        .await
-        .map_err(|e| ApiError::from_db(e, "committing the write"))?;
-    Ok(done)
+    )
+    .await
 }

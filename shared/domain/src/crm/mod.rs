@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod input;
 pub mod reads;
 pub mod records;
+pub mod run;
 
 pub use error::ApiError;
 
