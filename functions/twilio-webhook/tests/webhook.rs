@@ -183,11 +183,28 @@ async fn an_oversized_body_is_413_before_anything_else() {
 }
 
 #[tokio::test]
-async fn a_sender_that_is_not_a_phone_number_is_422_naming_from() {
+async fn an_authenticated_message_from_an_unusable_sender_is_200_and_recorded_ignored() {
+    // Twilio treats any non-2xx as a failure and retries: once authenticated, it always gets 200.
     let db = TestDb::new().await;
-    let (status, answer) = refused(&deps(&db), inbound("SM1", "call me", "x")).await;
-    assert_eq!((status, answer["field"].as_str()), (422, Some("From")));
-    assert_only_a_rejection(&db, 422, "validation_failed").await;
+    let deps = deps(&db);
+    accepted(&deps, inbound("SM1", "call me", "x")).await;
+    let pg = db.client().await;
+    let row = pg
+        .query_one(
+            "select status, event_type, result->>'reason' from webhook_events",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("ignored".to_string(), "unusable".to_string())
+    );
+    assert!(row.get::<_, String>(2).starts_with("From "));
+    assert_eq!(count(&pg, "select count(*) from messages").await, 0);
+    // A redelivery is still 200 and records nothing new.
+    accepted(&deps, inbound("SM1", "call me", "x")).await;
+    assert_eq!(count(&pg, "select count(*) from webhook_events").await, 1);
 }
 
 #[tokio::test]

@@ -82,7 +82,32 @@ async fn accept<C: GenericClient>(
     let payload = form.to_json();
     let hash = PayloadHash::of_json(&payload);
     seen.hash = Some(hash.clone());
-    let event = form::classify(&form, region)?;
+    let event = match form::classify(&form, region) {
+        Ok(event) => event,
+        // Authenticated but unusable (e.g. an alphanumeric sender): Twilio
+        // must get 200, or it retries and alerts forever. Kept as `ignored`
+        // with the reason, so it shows up in the diagnostics.
+        Err(WebhookError::Validation { field, reason }) => {
+            let key = IdempotencyKey::parse(&format!("twilio:unusable:{}", hash.as_str()))
+                .expect("a hash is a valid key");
+            let result = json!({"status": "ignored", "kind": "unusable", "reason": format!("{field} {reason}")});
+            let receipt = webhook_events::record_ignored(
+                &*db,
+                Source::Twilio,
+                key.as_str(),
+                hash.as_str(),
+                "unusable",
+                &payload,
+                &result,
+            )
+            .await?;
+            return match receipt {
+                Receipt::InFlight => Err(WebhookError::InFlight),
+                _ => Ok(result),
+            };
+        }
+        Err(other) => return Err(other),
+    };
     seen.event_type = Some(event.kind().to_string());
     let key = natural_key(&event, &hash)?;
     seen.key = Some(key.clone());
