@@ -94,16 +94,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
                 api::answer(out.status, &out.body, out.replayed)
             }
             Err(err) => {
-                if err.is_server_fault() {
-                    tracing::error!(route = pattern, error = %err.diagnostic(), "crm action failed");
-                } else {
-                    tracing::info!(
-                        route = pattern,
-                        status = err.status(),
-                        code = err.code(),
-                        "crm action refused"
-                    );
-                }
+                api::log_refusal(pattern, &err);
                 api::error(&err)
             }
         }

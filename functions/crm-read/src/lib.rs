@@ -68,16 +68,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
                 api::answer(200, &body, false)
             }
             Err(err) => {
-                if err.is_server_fault() {
-                    tracing::error!(route = pattern, error = %err.diagnostic(), "crm read failed");
-                } else {
-                    tracing::info!(
-                        route = pattern,
-                        status = err.status(),
-                        code = err.code(),
-                        "crm read refused"
-                    );
-                }
+                api::log_refusal(pattern, &err);
                 api::error(&err)
             }
         }

@@ -99,21 +99,12 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
                 api::answer(out.status, &out.body, out.replayed)
             }
             Err(err) => {
-                if err.is_server_fault() {
-                    tracing::error!(route = pattern, error = %err.diagnostic(), "message send failed");
-                } else {
-                    tracing::info!(
-                        route = pattern,
-                        status = err.status(),
-                        code = err.code(),
-                        "message send refused"
-                    );
-                }
+                api::log_refusal(pattern, &err);
                 match err {
                     // No bucket: 501, not the 409 `Refused` otherwise means.
-                    ApiError::Refused { code: NOT_LOCAL, .. } => {
-                        http::json(501, &err.body())
-                    }
+                    ApiError::Refused {
+                        code: NOT_LOCAL, ..
+                    } => http::json(501, &err.body()),
                     _ => api::error(&err),
                 }
             }

@@ -136,6 +136,22 @@ pub fn query(req: &Request, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Logs a refused or failed request once, at the edge (the span names the
+/// function): server faults with their scrubbed cause, caller faults as
+/// status and code only.
+pub fn log_refusal(route: &str, err: &ApiError) {
+    if err.is_server_fault() {
+        tracing::error!(route, error = %err.diagnostic(), "request failed");
+    } else {
+        tracing::info!(
+            route,
+            status = err.status(),
+            code = err.code(),
+            "request refused"
+        );
+    }
+}
+
 /// The one mapping of an API error to a response (401s carry `WWW-Authenticate`).
 pub fn error(err: &ApiError) -> Response<Body> {
     let mut resp = http::json(err.status(), &err.body());
