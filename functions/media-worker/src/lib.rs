@@ -33,10 +33,11 @@ use crm_platform::{
     blob::BlobStore,
     config::{ConfigError, Env},
     db::PgPool,
+    sqs_batch,
 };
 use fetch::FetchError;
 use sha2::{Digest, Sha256};
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 use tracing::Instrument;
 
 pub use config::MediaConfig;
@@ -113,37 +114,15 @@ pub enum Outcome {
 /// The Lambda handler: every record concurrently; those not done are
 /// returned as batch item failures.
 pub async fn handle(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut ids = HashMap::new();
-    for record in event.records {
-        let message_id = record.message_id.clone().unwrap_or_default();
+    sqs_batch::run(event.records, |record| {
         let deps = deps.clone();
-        let task = tasks.spawn(async move { process_record(record, &deps).await });
-        ids.insert(task.id(), message_id);
-    }
-    let mut response = SqsBatchResponse::default();
-    while let Some(joined) = tasks.join_next_with_id().await {
-        let (task, done) = match joined {
-            Ok((task, done)) => (task, done),
-            Err(e) => {
-                tracing::error!(error = %e, "processing a message panicked");
-                (e.id(), false)
-            }
-        };
-        if !done {
-            // An empty id makes Lambda retry the whole batch: safe when we cannot name it.
-            response.add_failure(ids.remove(&task).unwrap_or_default());
-        }
-    }
-    response
+        async move { process_record(record, &deps).await }
+    })
+    .await
 }
 
 async fn process_record(record: SqsMessage, deps: &Deps) -> bool {
-    let receive_count = record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
+    let receive_count = sqs_batch::receive_count(&record);
     let msg = Message {
         message_id: record.message_id.as_deref().unwrap_or_default(),
         body: record.body.as_deref().unwrap_or_default(),

@@ -38,6 +38,7 @@ use crm_platform::{
     config::{CommonConfig, ConfigError, Env},
     db::{PgPool, build_pool},
     queue::SqsVisibility,
+    sqs_batch,
 };
 use std::{collections::HashMap, sync::Arc, time::Duration};
 use tracing::Instrument;
@@ -126,41 +127,18 @@ pub enum Outcome {
 /// The Lambda handler: every record of the batch concurrently; the ids of
 /// those not done are returned as batch item failures.
 pub async fn handle(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut ids = HashMap::new();
-    for record in event.records {
-        let message_id = record.message_id.clone().unwrap_or_default();
+    sqs_batch::run(event.records, |record| {
         let deps = deps.clone();
-        let task = tasks.spawn(async move { process_record(record, &deps).await });
-        ids.insert(task.id(), message_id);
-    }
-    let mut response = SqsBatchResponse::default();
-    while let Some(joined) = tasks.join_next_with_id().await {
-        let (task, done) = match joined {
-            Ok((task, done)) => (task, done),
-            Err(e) => {
-                tracing::error!(error = %e, "processing a message panicked");
-                (e.id(), false)
-            }
-        };
-        if !done {
-            // An empty id (a record without one) makes Lambda retry the whole
-            // batch, which is the safe answer when we cannot name the message.
-            response.add_failure(ids.remove(&task).unwrap_or_default());
-        }
-    }
-    response
+        async move { process_record(record, &deps).await }
+    })
+    .await
 }
 
 /// One SQS record: processes it and, when it is to be retried, delays its
 /// next receive. Returns whether it is done.
 async fn process_record(record: SqsMessage, deps: &Deps) -> bool {
     let message_id = record.message_id.as_deref().unwrap_or_default();
-    let receive_count = record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
+    let receive_count = sqs_batch::receive_count(&record);
     let msg = Message {
         message_id,
         body: record.body.as_deref().unwrap_or_default(),

@@ -9,4 +9,5 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod queue;
+pub mod sqs_batch;
 pub mod telemetry;
