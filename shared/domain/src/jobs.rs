@@ -90,6 +90,47 @@ impl MediaJob {
     }
 }
 
+/// Work for the enrichment queue (Contact2Sale leads). Same wire format as
+/// `Job`: tagged by `kind`, versioned by `v`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EnrichmentJob {
+    /// Process one accepted C2S hook element (validate, look up, enrich, post
+    /// the note; or record a close and notify the manager).
+    EnrichLead(EnrichLead),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichLead {
+    pub v: u8,
+    /// `webhook_events.id` of the element: the worker moves it received →
+    /// completed | partial | failed | skipped.
+    pub event_id: Uuid,
+    /// `c2s_leads.id`.
+    pub lead_id: String,
+    /// `on_create_lead` | `on_update_lead` | `on_close_lead`.
+    pub hook_action: String,
+}
+
+impl EnrichmentJob {
+    pub fn queue(&self) -> QueueName {
+        QueueName::Enrichment
+    }
+
+    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+/// Writes an enrichment job to the outbox; call inside the transaction of the change.
+pub async fn enqueue_enrichment(
+    db: &impl GenericClient,
+    job: &EnrichmentJob,
+) -> anyhow::Result<Uuid> {
+    let body = serde_json::to_value(job).expect("jobs always serialise");
+    outbox::enqueue(db, job.queue(), &body).await
+}
+
 /// Writes a media job to the outbox; call inside the transaction of the change.
 pub async fn enqueue_media(db: &impl GenericClient, job: &MediaJob) -> anyhow::Result<Uuid> {
     let body = serde_json::to_value(job).expect("jobs always serialise");
