@@ -58,6 +58,9 @@ pub struct Deps {
     /// Presigned GET URLs of outbound media (`MediaUrl`); `None` without a
     /// bucket (locally), when media messages go out without `MediaUrl`.
     pub media: Option<Arc<dyn crm_platform::blob::Presigner>>,
+    /// E-mail provider (campaign e-mails, manager notifications): the local
+    /// sink unless a provider is configured.
+    pub mailer: Arc<dyn crm_domain::mail::Mailer>,
 }
 
 impl Deps {
@@ -93,6 +96,7 @@ impl Deps {
             backoff: Backoff::default(),
             visibility: None,
             media: None,
+            mailer: Arc::new(crm_domain::mail::LocalMailer),
         })
     }
 

@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod instantly;
 pub mod intent;
 pub mod jobs;
+pub mod mail;
 pub mod media;
 pub mod messaging;
 pub mod migrations;
