@@ -26,8 +26,12 @@ export HMAC_SHARED_SECRET_INSTANTLY="${HMAC_SHARED_SECRET_INSTANTLY:-dev-instant
 export JWT_SECRET="${JWT_SECRET:-dev-jwt-secret}"
 export HMAC_SHARED_SECRET_CALCOM="${HMAC_SHARED_SECRET_CALCOM:-dev-calcom-secret}"
 export TWILIO_AUTH_TOKEN="${TWILIO_AUTH_TOKEN:-dev-twilio-token}"
+# The Contact2Sale webhook token (X-Webhook-Token header or ?token= on the URL).
+export WEBHOOK_SECRET="${WEBHOOK_SECRET:-dev-c2s-token}"
 # The URL Twilio signs; behind a tunnel (ngrok, cloudflared) set it to the tunnel's https URL.
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${PORT:-3000}}"
+# Signs (send worker) and verifies (unsubscribe route) campaign unsubscribe links.
+export UNSUBSCRIBE_SECRET="${UNSUBSCRIBE_SECRET:-dev-unsubscribe-secret-0123456789}"
 export PG_POOL_MAX="${PG_POOL_MAX:-16}"
 export LOG_FORMAT="${LOG_FORMAT:-text}"
 export LOG_LEVEL="${LOG_LEVEL:-info}"

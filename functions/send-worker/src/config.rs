@@ -58,6 +58,8 @@ pub struct SendConfig {
     pub connect_timeout: Duration,
     /// Twilio's Messages API for `send_message` jobs; `None`: the local sink.
     pub twilio: Option<crate::twilio::TwilioConfig>,
+    /// Campaign deliveries: unsubscribe links, the webhook channel, SES.
+    pub campaigns: crate::campaigns::CampaignConfig,
 }
 
 impl SendConfig {
@@ -102,6 +104,7 @@ impl SendConfig {
             timeout,
             connect_timeout: timeout.min(Duration::from_secs(5)),
             twilio: crate::twilio::TwilioConfig::from_env(env)?,
+            campaigns: crate::campaigns::CampaignConfig::from_env(env, timeout)?,
         })
     }
 }

@@ -19,9 +19,11 @@
 //! attempted — another holder's claim, a database error — is marked dead
 //! with "receives exhausted while …" rather than left pending.
 
+pub mod campaigns;
 pub mod config;
 mod deliver;
 pub mod local;
+mod managers;
 mod messages;
 pub mod twilio;
 
@@ -65,7 +67,18 @@ pub struct Deps {
 
 impl Deps {
     pub fn new(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
-        Self::with(build_pool(&common.database)?, SendConfig::from_env(env)?)
+        let mut deps = Self::with(build_pool(&common.database)?, SendConfig::from_env(env)?)?;
+        // Deployed without SES, e-mails fail visibly instead of being marked
+        // sent by the local sink.
+        if common.app_env == crm_platform::config::AppEnv::Production
+            && deps.config.campaigns.ses.is_none()
+        {
+            tracing::error!(
+                "APP_ENV=production without SES_FROM_ADDRESS: campaign e-mails and e-mail notifications FAIL (no local sink in production)"
+            );
+            deps.mailer = std::sync::Arc::new(campaigns::Unconfigured);
+        }
+        Ok(deps)
     }
 
     pub fn with(pool: PgPool, config: SendConfig) -> Result<Self, ConfigError> {
@@ -89,6 +102,7 @@ impl Deps {
                 "outbound webhooks configured"
             );
         }
+        let mailer = campaigns::mailer(&config.campaigns);
         Ok(Self {
             pool,
             http,
@@ -96,7 +110,7 @@ impl Deps {
             backoff: Backoff::default(),
             visibility: None,
             media: None,
-            mailer: Arc::new(crm_domain::mail::LocalMailer),
+            mailer,
         })
     }
 
@@ -182,6 +196,16 @@ pub async fn process(msg: &Message<'_>, deps: &Deps) -> Outcome {
                     .record("event_id", tracing::field::display(job.message_id));
                 messages::send(&job, msg, deps).await
             }
+            Ok(Job::SendCampaignMessage(job)) => {
+                tracing::Span::current()
+                    .record("event_id", tracing::field::display(job.delivery_id));
+                campaigns::send(&job, msg, deps).await
+            }
+            Ok(Job::NotifyManager(job)) => {
+                tracing::Span::current()
+                    .record("event_id", tracing::field::display(job.notification_id));
+                managers::notify(&job, msg, deps).await
+            }
             Err(reason) => poison(msg, reason, deps).await,
         }
     }
@@ -198,6 +222,12 @@ fn parse(body: &str) -> Result<Job, String> {
         }
         Ok(Job::SendMessage(job)) if job.v != 1 => {
             Err(format!("send_message v{} is not supported", job.v))
+        }
+        Ok(Job::SendCampaignMessage(job)) if job.v != 1 => {
+            Err(format!("send_campaign_message v{} is not supported", job.v))
+        }
+        Ok(Job::NotifyManager(job)) if job.v != 1 => {
+            Err(format!("notify_manager v{} is not supported", job.v))
         }
         Ok(job) => Ok(job),
         Err(e) => Err(match e.classify() {

@@ -29,8 +29,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Workers: the outbox relay feeds in-process queues. The send worker
     // consumes its queue with the Lambda's own `process` (retries re-deliver
-    // after the backoff); queues without a local worker yet (enrichment,
-    // media arrive with their issues) are drained and reported.
+    // after the backoff), and so do the media and enrichment workers; a
+    // queue without a local worker is drained and reported.
     let (queue, mut receivers) = InProcessQueue::new();
     if let Some(rx) = receivers.remove(&QueueName::Send) {
         send_worker::local::spawn(rx, send_worker::Deps::new(&common, &env)?);
@@ -46,6 +46,19 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    // The enrichment worker: without DIRETRIX_*/WORK_API/C2S_* it runs on its
+    // labelled local sinks (lookups "not found", notes recorded, not posted).
+    if let Some(rx) = receivers.remove(&QueueName::Enrichment) {
+        enrichment_worker::local::spawn(rx, enrichment_worker::Deps::new(&common, &env)?);
+    }
+    // The campaign worker releases send jobs and its own continuations
+    // through the outbox and publishes them right after commit to these queues.
+    let queue = Arc::new(queue);
+    if let Some(rx) = receivers.remove(&QueueName::Campaign) {
+        let mut deps = campaign_worker::Deps::new(&common, &env)?;
+        deps.publisher = Some(queue.clone());
+        campaign_worker::local::spawn(rx, deps);
+    }
     for (name, mut rx) in receivers {
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
@@ -54,7 +67,6 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     let relay_pool = build_pool(&common.database)?;
-    let queue = Arc::new(queue);
     tokio::spawn(async move {
         loop {
             // The same run as the scheduled Lambda: relay, then purge expired idempotency keys.

@@ -121,6 +121,18 @@ pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError
         messages_send::Deps::new(common, env)?,
         |req, deps| Box::pin(async move { messages_send::handle(req, &deps).await }),
     );
+    mount(
+        &mut routes,
+        crm_campaigns::ROUTES,
+        crm_campaigns::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { crm_campaigns::handle(req, &deps).await }),
+    );
+    mount(
+        &mut routes,
+        c2s_webhook::ROUTES,
+        c2s_webhook::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { c2s_webhook::handle(req, &deps).await }),
+    );
     Ok(Arc::new(Table(routes)))
 }
 
@@ -137,6 +149,8 @@ pub fn declared() -> Vec<(&'static str, &'static str)> {
         messages_read::ROUTES,
         twilio_webhook::ROUTES,
         messages_send::ROUTES,
+        c2s_webhook::ROUTES,
+        crm_campaigns::ROUTES,
     ]
     .concat()
 }

@@ -18,6 +18,26 @@ pub enum Job {
     DeliverWebhook(DeliverWebhook),
     /// Hand one queued outbound WhatsApp/SMS message to Twilio (send queue).
     SendMessage(SendMessage),
+    /// Send one released campaign delivery through its channel's provider (send queue).
+    SendCampaignMessage(SendCampaignMessage),
+    /// Deliver one manager notification (a C2S lead closed) by e-mail or webhook (send queue).
+    NotifyManager(NotifyManager),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyManager {
+    pub v: u8,
+    /// `manager_notifications.id`: channel, recipient and text are read from
+    /// its row, which is also the at-most-once record of the send.
+    pub notification_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendCampaignMessage {
+    pub v: u8,
+    /// `campaign_deliveries.id`: the worker renders and sends what the ledger
+    /// row and its campaign say, once (the row is the idempotency record).
+    pub delivery_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,7 +64,12 @@ pub struct DeliverWebhook {
 impl Job {
     pub fn queue(&self) -> QueueName {
         match self {
-            Job::DeliverWebhook(_) | Job::SendMessage(_) => QueueName::Send,
+            Job::DeliverWebhook(_)
+            | Job::SendMessage(_)
+            | Job::SendCampaignMessage(_)
+            | Job::NotifyManager(_) => {
+                QueueName::Send
+            }
         }
     }
 
@@ -127,6 +152,39 @@ pub async fn enqueue_enrichment(
     db: &impl GenericClient,
     job: &EnrichmentJob,
 ) -> anyhow::Result<Uuid> {
+    let body = serde_json::to_value(job).expect("jobs always serialise");
+    outbox::enqueue(db, job.queue(), &body).await
+}
+
+/// Work for the campaign queue. Same wire format as `Job`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CampaignJob {
+    /// Snapshot the campaign's segment into the ledger (once), then release
+    /// queued deliveries in paced batches until none is left, the campaign is
+    /// paused or cancelled, or the invocation's time budget ends (then it
+    /// enqueues its own continuation).
+    RunCampaign(RunCampaign),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCampaign {
+    pub v: u8,
+    pub campaign_id: Uuid,
+}
+
+impl CampaignJob {
+    pub fn queue(&self) -> QueueName {
+        QueueName::Campaign
+    }
+
+    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+/// Writes a campaign job to the outbox; call inside the transaction of the change.
+pub async fn enqueue_campaign(db: &impl GenericClient, job: &CampaignJob) -> anyhow::Result<Uuid> {
     let body = serde_json::to_value(job).expect("jobs always serialise");
     outbox::enqueue(db, job.queue(), &body).await
 }

@@ -3,9 +3,12 @@
 //! Gateway or AWS; adapters in `crm-platform` translate to and from them.
 
 pub mod auth;
+pub mod c2s;
 pub mod calcom;
+pub mod campaigns;
 pub mod crm;
 pub mod db;
+pub mod enrichment;
 pub mod error;
 pub mod fields;
 pub mod inbox;
@@ -23,6 +26,7 @@ pub mod secret;
 pub mod signature;
 pub mod twilio;
 pub mod types;
+pub mod unsubscribe;
 pub mod webhooks_out;
 
 pub use error::WebhookError;

@@ -16,16 +16,24 @@ pub enum QueueName {
     Send,
     Enrichment,
     Media,
+    /// Campaign snapshots and paced fan-out (the campaign worker).
+    Campaign,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 3] = [QueueName::Send, QueueName::Enrichment, QueueName::Media];
+    pub const ALL: [QueueName; 4] = [
+        QueueName::Send,
+        QueueName::Enrichment,
+        QueueName::Media,
+        QueueName::Campaign,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             QueueName::Send => "send",
             QueueName::Enrichment => "enrichment",
             QueueName::Media => "media",
+            QueueName::Campaign => "campaign",
         }
     }
 

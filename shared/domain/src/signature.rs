@@ -107,6 +107,34 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// A static token (Contact2Sale: it can neither sign nor, through its
+    /// subscribe API, attach headers). `X-Webhook-Token` wins when present
+    /// (a wrong header is refused even if the URL's `token` is right), else
+    /// the `token` query parameter of the subscribed URL. Both sides are
+    /// hashed first, so the comparison takes the same time whatever the
+    /// candidate's length.
+    pub fn verify_token<'b>(
+        &self,
+        body: &'b [u8],
+        header: Option<&str>,
+        query: Option<&str>,
+    ) -> Result<Verified<&'b [u8]>, AuthError> {
+        let secret = match self {
+            Verifier::Bypass => return Ok(Verified(body)),
+            Verifier::Secret(secret) => secret,
+        };
+        let candidate = header.or(query).map(str::trim).ok_or(AuthError::Missing)?;
+        let digest = |b: &[u8]| <Sha256 as sha2::Digest>::digest(b);
+        let equal: bool = subtle::ConstantTimeEq::ct_eq(
+            digest(secret.expose().as_bytes()).as_slice(),
+            digest(candidate.as_bytes()).as_slice(),
+        )
+        .into();
+        equal.then_some(Verified(body)).ok_or(AuthError::Invalid)
+    }
+}
+
 /// Constant-time comparison of a hex HMAC-SHA256 (either case) against the body.
 pub fn hmac_sha256_hex_matches(secret: &Secret, body: &[u8], hex_sig: &str) -> bool {
     let Ok(expected) = hex::decode(hex_sig) else {
@@ -205,6 +233,38 @@ mod tests {
             AuthError::Invalid
         );
         assert!(v.verify_hex_hmac(DATA, Some(MAC)).is_ok());
+    }
+
+    #[test]
+    fn c2s_token_from_header_or_query_compared_whole() {
+        let v = verifier();
+        assert!(v.verify_token(DATA, Some("Jefe"), None).is_ok());
+        assert!(v.verify_token(DATA, None, Some("Jefe")).is_ok());
+        assert!(v.verify_token(DATA, Some(" Jefe "), None).is_ok());
+        for wrong in ["Jef", "Jefe2", "jefe", ""] {
+            assert_eq!(
+                v.verify_token(DATA, Some(wrong), None).unwrap_err(),
+                AuthError::Invalid
+            );
+            assert_eq!(
+                v.verify_token(DATA, None, Some(wrong)).unwrap_err(),
+                AuthError::Invalid
+            );
+        }
+        assert_eq!(
+            v.verify_token(DATA, None, None).unwrap_err(),
+            AuthError::Missing
+        );
+    }
+
+    #[test]
+    fn c2s_wrong_header_token_is_not_rescued_by_the_query_token() {
+        let v = verifier();
+        assert_eq!(
+            v.verify_token(DATA, Some("nope"), Some("Jefe"))
+                .unwrap_err(),
+            AuthError::Invalid
+        );
     }
 
     #[test]

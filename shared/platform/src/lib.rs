@@ -7,6 +7,7 @@ pub mod aws;
 pub mod blob;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod http;
 pub mod queue;
 pub mod sqs_batch;

@@ -1,0 +1,157 @@
+//! Contact2Sale leads (issue 5, parts 1 and 3):
+//! - `POST /api/v1/webhooks/c2s`: C2S lead hooks, authenticated by a token
+//!   (header or URL), each element recorded, upserted and queued for the
+//!   enrichment worker (`crm_domain::c2s`);
+//! - `GET /api/v1/webhooks/c2s/stats`: admins' per day × hook action numbers.
+//!
+//! This crate routes on method + raw path and maps outcomes to responses;
+//! the flow and the SQL live in `crm_domain::c2s`.
+
+use crm_domain::{
+    c2s::{self, store},
+    crm::{ApiError, input},
+    signature::Verifier,
+};
+use crm_platform::{
+    api::{self, ApiConfig},
+    config::{CommonConfig, ConfigError, Env},
+    db::{PgPool, build_pool},
+    http,
+};
+use lambda_http::{Body, Request, RequestExt, Response};
+use tracing::Instrument;
+
+pub const WEBHOOK_PATH: &str = "/api/v1/webhooks/c2s";
+pub const STATS_PATH: &str = "/api/v1/webhooks/c2s/stats";
+
+/// The API Gateway routes this function serves.
+pub const ROUTES: &[(&str, &str)] = &[("POST", WEBHOOK_PATH), ("GET", STATS_PATH)];
+
+/// Built once per cold start.
+pub struct Deps {
+    pub pool: PgPool,
+    /// `WEBHOOK_SECRET` (or the development bypass).
+    pub verifier: Verifier,
+    /// JWT verification for the stats route.
+    pub api: ApiConfig,
+}
+
+impl Deps {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env)?;
+        Self::new(&common, env)
+    }
+
+    pub fn new(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            pool: build_pool(&common.database)?,
+            verifier: common.verifier(env, "WEBHOOK_SECRET")?,
+            api: ApiConfig::from_env(common, env)?,
+        })
+    }
+}
+
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    let span = tracing::info_span!(
+        "c2s_webhook",
+        request_id = %http::request_id(&req),
+        user_id = tracing::field::Empty,
+    );
+    async move {
+        let path = raw_path(&req);
+        match api::route(ROUTES, req.method().as_str(), &path) {
+            Ok((WEBHOOK_PATH, _)) => webhook(&req, deps).await,
+            Ok(_) => match stats(&req, deps).await {
+                Ok(body) => {
+                    tracing::info!(route = STATS_PATH, status = 200, "c2s stats served");
+                    api::answer(200, &body, false)
+                }
+                Err(err) => {
+                    api::log_refusal(STATS_PATH, &err);
+                    api::error(&err)
+                }
+            },
+            Err(miss) => miss.response(),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// `rawPath` without a named stage or a local tool's prefix.
+fn raw_path(req: &Request) -> String {
+    let raw = match req.raw_http_path() {
+        "" => req.uri().path(),
+        p => p,
+    };
+    match raw.find("/api/") {
+        Some(start) => raw[start..].to_string(),
+        None => raw.to_string(),
+    }
+}
+
+async fn webhook(req: &Request, deps: &Deps) -> Response<Body> {
+    let query_token = req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("token"));
+    let inbound = c2s::Inbound {
+        content_type: http::header(req, "content-type"),
+        header_token: http::header(req, "x-webhook-token"),
+        query_token,
+        body: http::body_bytes(req),
+    };
+    let client = match deps.pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no database connection");
+            return http::error(&crm_domain::WebhookError::Unexpected(anyhow::anyhow!(
+                "pool: {e}"
+            )));
+        }
+    };
+    match c2s::receive(&client, &deps.verifier, inbound).await {
+        Ok(answer) => {
+            tracing::info!(
+                received = answer["received"].as_u64(),
+                accepted = answer["accepted"].as_u64(),
+                duplicate = answer["duplicate"].as_u64(),
+                invalid = answer["invalid"].as_u64(),
+                "c2s hook answered"
+            );
+            http::json(200, &answer)
+        }
+        Err(err) => {
+            tracing::info!(status = err.status(), code = err.code(), "c2s hook refused");
+            http::error(&err)
+        }
+    }
+}
+
+/// Admins only: members get 403, no or a bad token 401.
+async fn stats(req: &Request, deps: &Deps) -> Result<serde_json::Value, ApiError> {
+    let who = api::authenticate(req, &deps.api.jwt)?;
+    tracing::Span::current().record("user_id", who.user_id());
+    if !who.is_admin() {
+        return Err(ApiError::Forbidden("this endpoint is for admins".into()));
+    }
+    let days = input::limit(
+        api::query(req, "days").as_deref(),
+        store::STATS_DEFAULT_DAYS,
+        store::STATS_MAX_DAYS,
+    )
+    .map_err(|_| {
+        ApiError::validation(
+            "days",
+            format!(
+                "must be a whole number between 1 and {}",
+                store::STATS_MAX_DAYS
+            ),
+        )
+    })?;
+    let client = deps
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    store::stats(&client, i32::try_from(days).expect("at most 90")).await
+}

@@ -1,0 +1,31 @@
+use aws_lambda_events::sqs::SqsEvent;
+use crm_platform::{
+    config::{CommonConfig, Env},
+    queue::SqsVisibility,
+    telemetry,
+};
+use enrichment_worker::{Deps, handle};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let env = Env::from_process();
+    let common = CommonConfig::from_env(&env)?;
+    telemetry::init(&common.log_level);
+    let mut deps = Deps::new(&common, &env)?;
+    // Retries wait by changing the message's visibility (exponential backoff);
+    // without the queue URL the queue's own visibility timeout paces them.
+    if let Some(url) = env.optional("QUEUE_URL_ENRICHMENT") {
+        let aws = crm_platform::aws::load().await;
+        deps.visibility = Some(Arc::new(SqsVisibility::new(
+            crm_platform::aws::sqs(&aws),
+            url,
+        )));
+    }
+    let deps: &'static Deps = Box::leak(Box::new(deps));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handle(event.payload, deps).await)
+    }))
+    .await
+}

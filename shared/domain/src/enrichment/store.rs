@@ -1,0 +1,645 @@
+//! The enrichment worker's SQL (migrations/V14): runs and their outcome on
+//! `webhook_events`, the lookup deduplication table, parties and their link
+//! to a lead, note posts (intent before, result after), managers and their
+//! notifications.
+
+use super::sources::WorkPerson;
+use crate::db::GenericClient;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// What the worker reads of a `c2s_leads` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lead {
+    pub id: String,
+    pub customer_name: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_phone: Option<String>,
+    pub customer_phone2: Option<String>,
+    pub seller_id: Option<String>,
+    pub seller_name: Option<String>,
+    pub seller_email: Option<String>,
+    pub product_description: Option<String>,
+    pub status_name: Option<String>,
+    pub contact_hash: String,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+pub async fn load_lead(db: &impl GenericClient, id: &str) -> anyhow::Result<Option<Lead>> {
+    let stmt = db
+        .prepare_cached(
+            "select id, customer_name, customer_email, customer_phone, customer_phone2, seller_id, seller_name, \
+                    seller_email, product_description, status_name, contact_hash, closed_at \
+             from c2s_leads where id = $1",
+        )
+        .await
+        .context("preparing the lead read")?;
+    let row = db
+        .query_opt(&stmt, &[&id])
+        .await
+        .context("reading the lead")?;
+    Ok(row.map(|r| Lead {
+        id: r.get(0),
+        customer_name: r.get(1),
+        customer_email: r.get(2),
+        customer_phone: r.get(3),
+        customer_phone2: r.get(4),
+        seller_id: r.get(5),
+        seller_name: r.get(6),
+        seller_email: r.get(7),
+        product_description: r.get(8),
+        status_name: r.get(9),
+        contact_hash: r.get(10),
+        closed_at: r.get(11),
+    }))
+}
+
+/// The event's status, `None` when there is no such event.
+pub async fn event_status(
+    db: &impl GenericClient,
+    event_id: Uuid,
+) -> anyhow::Result<Option<String>> {
+    let stmt = db
+        .prepare_cached("select status from webhook_events where id = $1")
+        .await
+        .context("preparing the event read")?;
+    let row = db
+        .query_opt(&stmt, &[&event_id])
+        .await
+        .context("reading the event")?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// A run as `start_run` left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: Uuid,
+    pub attempts: i32,
+}
+
+/// Creates the event's run, or counts another attempt of it.
+pub async fn start_run(
+    db: &impl GenericClient,
+    event_id: Uuid,
+    lead_id: &str,
+    hook_action: &str,
+    contact_hash: &str,
+) -> anyhow::Result<Run> {
+    let stmt = db
+        .prepare_cached(
+            "insert into enrichment_runs (event_id, lead_id, hook_action, contact_hash) values ($1, $2, $3, $4) \
+             on conflict (event_id) do update set attempts = enrichment_runs.attempts + 1, \
+                 contact_hash = excluded.contact_hash, status = 'running', finished_at = null, \
+                 duration_ms = null, error = null, \
+                 started_at = case when enrichment_runs.status = 'running' \
+                              then enrichment_runs.started_at else now() end \
+             returning id, attempts",
+        )
+        .await
+        .context("preparing the run start")?;
+    let row = db
+        .query_one(&stmt, &[&event_id, &lead_id, &hook_action, &contact_hash])
+        .await
+        .context("starting the enrichment run")?;
+    Ok(Run {
+        id: row.get(0),
+        attempts: row.get(1),
+    })
+}
+
+/// The contact hash of the lead's last run that enriched (completed or partial), other than `run`.
+pub async fn last_enriched_hash(
+    db: &impl GenericClient,
+    lead_id: &str,
+    run: Uuid,
+) -> anyhow::Result<Option<(Uuid, String)>> {
+    let stmt = db
+        .prepare_cached(
+            "select id, contact_hash from enrichment_runs \
+             where lead_id = $1 and id <> $2 and status in ('completed', 'partial') \
+               and hook_action <> 'on_close_lead' and contact_hash is not null \
+             order by finished_at desc limit 1",
+        )
+        .await
+        .context("preparing the last run read")?;
+    let row = db
+        .query_opt(&stmt, &[&lead_id, &run])
+        .await
+        .context("reading the last run")?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish<'a> {
+    pub status: &'a str,
+    /// `None` keeps what an earlier receive recorded.
+    pub identity: Option<&'a str>,
+    /// `None` keeps what an earlier receive recorded.
+    pub validation: Option<&'a Value>,
+    pub reasons: &'a [String],
+    /// Written to `webhook_events.error` (and the run's) — never a value of the lead.
+    pub error: Option<&'a str>,
+}
+
+/// Records the outcome on the run and moves the event received → `status`,
+/// with `processed_at` and `duration_ms` (from the run's first start).
+pub async fn finish(
+    db: &impl GenericClient,
+    run: Uuid,
+    event_id: Uuid,
+    f: &Finish<'_>,
+) -> anyhow::Result<()> {
+    let reasons = serde_json::to_value(f.reasons).expect("strings serialise");
+    let stmt = db
+        .prepare_cached(
+            "with run as ( \
+               update enrichment_runs set status = $2, identity = coalesce($3, identity), \
+                      validation = coalesce($4, validation), reasons = $5, \
+                      error = left($6, 2000), finished_at = now(), \
+                      duration_ms = least(extract(epoch from now() - started_at) * 1000, 2147483647)::int \
+               where id = $1 returning duration_ms) \
+             update webhook_events e set status = $2, error = left($6, 2000), processed_at = now(), \
+                    duration_ms = run.duration_ms \
+             from run where e.id = $7",
+        )
+        .await
+        .context("preparing the run finish")?;
+    db.execute(
+        &stmt,
+        &[
+            &run,
+            &f.status,
+            &f.identity,
+            &f.validation,
+            &reasons,
+            &f.error,
+            &event_id,
+        ],
+    )
+    .await
+    .context("finishing the enrichment run")?;
+    Ok(())
+}
+
+/// Fails an event that has no run (its lead is missing).
+pub async fn fail_event(
+    db: &impl GenericClient,
+    event_id: Uuid,
+    error: &str,
+) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached(
+            "update webhook_events set status = 'failed', error = left($2, 2000), processed_at = now(), \
+                    duration_ms = least(extract(epoch from now() - received_at) * 1000, 2147483647)::int \
+             where id = $1 and status = 'received'",
+        )
+        .await
+        .context("preparing the event failure")?;
+    db.execute(&stmt, &[&event_id, &error])
+        .await
+        .context("failing the event")?;
+    Ok(())
+}
+
+/// The answer to a lookup claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LookupClaim {
+    /// This worker makes the paid call, then `complete_lookup` or `release_lookup`.
+    Mine,
+    /// Answered within the window: the stored result.
+    Done(Value),
+    /// Another worker is calling right now.
+    Busy,
+}
+
+/// Claims `key` for a paid call, unless a result within the window exists or
+/// another worker holds a live claim. One statement: concurrent claimers
+/// serialise on the key's row, so exactly one of them gets `Mine`.
+pub async fn claim_lookup(
+    db: &impl GenericClient,
+    key: &str,
+    lease: Duration,
+    window: Duration,
+) -> anyhow::Result<LookupClaim> {
+    let (lease, window) = (secs(lease), secs(window));
+    let stmt = db
+        .prepare_cached(
+            "insert into enrichment_lookups (key, state, lease_until, expires_at) \
+             values ($1, 'pending', now() + make_interval(secs => $2), now() + make_interval(secs => $3)) \
+             on conflict (key) do update set state = 'pending', result = null, \
+                 lease_until = excluded.lease_until, expires_at = excluded.expires_at, \
+                 calls = enrichment_lookups.calls + 1, updated_at = now() \
+               where (enrichment_lookups.state = 'done' and enrichment_lookups.expires_at <= now()) \
+                  or (enrichment_lookups.state = 'pending' and enrichment_lookups.lease_until <= now()) \
+             returning true",
+        )
+        .await
+        .context("preparing the lookup claim")?;
+    if db
+        .query_opt(&stmt, &[&key, &lease, &window])
+        .await
+        .context("claiming the lookup")?
+        .is_some()
+    {
+        return Ok(LookupClaim::Mine);
+    }
+    let stmt = db
+        .prepare_cached("select state, result from enrichment_lookups where key = $1")
+        .await
+        .context("preparing the lookup read")?;
+    let row = db
+        .query_opt(&stmt, &[&key])
+        .await
+        .context("reading the lookup")?;
+    Ok(match row {
+        Some(r) if r.get::<_, String>(0) == "done" => LookupClaim::Done(r.get(1)),
+        // Released between the two statements: the caller claims again.
+        None => LookupClaim::Busy,
+        Some(_) => LookupClaim::Busy,
+    })
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Stores the answer of a claimed lookup, valid for `window`.
+pub async fn complete_lookup(
+    db: &impl GenericClient,
+    key: &str,
+    result: &Value,
+    window: Duration,
+) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached(
+            "update enrichment_lookups set state = 'done', result = $2, \
+                    expires_at = now() + make_interval(secs => $3), updated_at = now() where key = $1",
+        )
+        .await
+        .context("preparing the lookup completion")?;
+    db.execute(&stmt, &[&key, result, &secs(window)])
+        .await
+        .context("completing the lookup")?;
+    Ok(())
+}
+
+/// Gives a claimed lookup up (the call failed): the next worker may claim it.
+pub async fn release_lookup(db: &impl GenericClient, key: &str) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached("delete from enrichment_lookups where key = $1 and state = 'pending'")
+        .await
+        .context("preparing the lookup release")?;
+    db.execute(&stmt, &[&key])
+        .await
+        .context("releasing the lookup")?;
+    Ok(())
+}
+
+/// Inserts or refreshes the person of `p.cpf`; returns the party id.
+pub async fn upsert_party(
+    db: &impl GenericClient,
+    p: &WorkPerson,
+    payload: &Value,
+) -> anyhow::Result<Uuid> {
+    let financial = p.has_financial().then(|| {
+        serde_json::json!({
+            "renda": p.renda, "poderAquisitivo": p.poder_aquisitivo,
+            "faixaPoderAquisitivo": p.faixa_poder_aquisitivo,
+            "scoreCSBA": p.score, "scoreCSBAFaixaRisco": p.score_faixa_risco,
+        })
+    });
+    let stmt = db
+        .prepare_cached(
+            "insert into parties (cpf, name, birth_date, gender, mother_name, emails, phones, addresses, companies, \
+                                  financial, source_payload) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             on conflict (cpf) do update set name = excluded.name, birth_date = excluded.birth_date, \
+                 gender = excluded.gender, mother_name = excluded.mother_name, emails = excluded.emails, \
+                 phones = excluded.phones, addresses = excluded.addresses, companies = excluded.companies, \
+                 financial = excluded.financial, source_payload = excluded.source_payload, \
+                 fetched_at = now(), updated_at = now() \
+             returning id",
+        )
+        .await
+        .context("preparing the party upsert")?;
+    let row = db
+        .query_one(
+            &stmt,
+            &[
+                &p.cpf.as_str(),
+                &p.nome,
+                &p.birth_date(),
+                &p.sexo,
+                &p.nome_mae,
+                &json(&p.emails),
+                &json(&p.telefones),
+                &json(&p.enderecos),
+                &json(&p.empresas),
+                &financial,
+                payload,
+            ],
+        )
+        .await
+        .context("upserting the party")?;
+    Ok(row.get(0))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("party fields serialise")
+}
+
+pub async fn link_party(
+    db: &impl GenericClient,
+    lead_id: &str,
+    party_id: Uuid,
+    matched_by: &str,
+    run: Uuid,
+) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached(
+            "insert into lead_parties (lead_id, party_id, matched_by, run_id) values ($1, $2, $3, $4) \
+             on conflict (lead_id, party_id) do update set matched_by = excluded.matched_by, \
+                 run_id = excluded.run_id, updated_at = now()",
+        )
+        .await
+        .context("preparing the party link")?;
+    db.execute(&stmt, &[&lead_id, &party_id, &matched_by, &run])
+        .await
+        .context("linking the party")?;
+    Ok(())
+}
+
+/// What to do about a note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoteTurn {
+    /// The intent is recorded: post it now, then `note_result`.
+    Post(Uuid),
+    /// Already posted (or recorded by the local sink): nothing to do.
+    Done,
+    /// An earlier attempt's outcome is unknown: flagged, never repeated.
+    Uncertain,
+    /// Another worker is posting it right now.
+    Busy,
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Records the intent to post `body` to the lead (committed before the call).
+/// A note posted before is `Done`; one whose last attempt provably failed is
+/// attempted again; one still `pending` after `lease` (the worker died
+/// mid-call) becomes `uncertain`.
+pub async fn note_intent(
+    db: &impl GenericClient,
+    lead_id: &str,
+    run: Uuid,
+    body: &str,
+    lease: Duration,
+) -> anyhow::Result<NoteTurn> {
+    let stmt = db
+        .prepare_cached(
+            "insert into enrichment_notes (lead_id, run_id, body, body_sha256, status, attempts, attempted_at) \
+             values ($1, $2, $3, $4, 'pending', 1, now()) \
+             on conflict (lead_id, body_sha256) do update set \
+                 status = case enrichment_notes.status when 'failed' then 'pending' \
+                          when 'pending' then 'uncertain' else enrichment_notes.status end, \
+                 attempts = enrichment_notes.attempts + (enrichment_notes.status = 'failed')::int, \
+                 attempted_at = case when enrichment_notes.status = 'failed' then now() else enrichment_notes.attempted_at end, \
+                 error = case when enrichment_notes.status = 'pending' \
+                         then 'uncertain: an earlier attempt''s outcome is unknown; not posted again' \
+                         else enrichment_notes.error end, \
+                 run_id = excluded.run_id, updated_at = now() \
+               where enrichment_notes.status <> 'pending' \
+                  or enrichment_notes.attempted_at <= now() - make_interval(secs => $5) \
+             returning id, status, (xmax = 0) as inserted",
+        )
+        .await
+        .context("preparing the note intent")?;
+    let row = db
+        .query_opt(
+            &stmt,
+            &[&lead_id, &run, &body, &sha256_hex(body), &secs(lease)],
+        )
+        .await
+        .context("recording the note intent")?;
+    let Some(row) = row else {
+        return Ok(NoteTurn::Busy);
+    };
+    let (id, status): (Uuid, String) = (row.get(0), row.get(1));
+    Ok(match status.as_str() {
+        "pending" => NoteTurn::Post(id),
+        "uncertain" => NoteTurn::Uncertain,
+        _ => NoteTurn::Done,
+    })
+}
+
+/// Records what became of a note: `posted`, `failed` (provably not taken),
+/// `uncertain` or `local` (the local sink).
+pub async fn note_result(
+    db: &impl GenericClient,
+    note: Uuid,
+    status: &str,
+    http_status: Option<i32>,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached(
+            "update enrichment_notes set status = $2, http_status = $3, error = left($4, 1000), \
+                    posted_at = case when $2 in ('posted', 'local') then now() else posted_at end, \
+                    updated_at = now() where id = $1",
+        )
+        .await
+        .context("preparing the note result")?;
+    db.execute(&stmt, &[&note, &status, &http_status, &error])
+        .await
+        .context("recording the note result")?;
+    Ok(())
+}
+
+/// Records a note the local sink kept (no C2S credentials): never posted.
+pub async fn note_local(
+    db: &impl GenericClient,
+    lead_id: &str,
+    run: Uuid,
+    body: &str,
+) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached(
+            "insert into enrichment_notes (lead_id, run_id, body, body_sha256, status, posted_at) \
+             values ($1, $2, $3, $4, 'local', now()) on conflict (lead_id, body_sha256) do nothing",
+        )
+        .await
+        .context("preparing the local note")?;
+    db.execute(&stmt, &[&lead_id, &run, &body, &sha256_hex(body)])
+        .await
+        .context("recording the local note")?;
+    Ok(())
+}
+
+/// A manager to notify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manager {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub webhook_target_key: Option<String>,
+}
+
+/// Active managers of the lead's seller, matched by C2S seller id or seller e-mail.
+pub async fn managers_for_seller(
+    db: &impl GenericClient,
+    seller_id: Option<&str>,
+    seller_email: Option<&str>,
+) -> anyhow::Result<Vec<Manager>> {
+    let email = seller_email.map(|e| e.trim().to_lowercase());
+    let stmt = db
+        .prepare_cached(
+            "select distinct m.id, m.email, m.webhook_target_key from managers m \
+             join manager_sellers s on s.manager_id = m.id \
+             where m.active and (s.seller_id = $1 or s.seller_email = $2) order by m.id",
+        )
+        .await
+        .context("preparing the manager match")?;
+    let rows = db
+        .query(&stmt, &[&seller_id, &email])
+        .await
+        .context("matching managers")?;
+    Ok(rows
+        .iter()
+        .map(|r| Manager {
+            id: r.get(0),
+            email: r.get(1),
+            webhook_target_key: r.get(2),
+        })
+        .collect())
+}
+
+/// Creates a notification; `None` when this event already has it.
+pub async fn create_notification(
+    db: &impl GenericClient,
+    manager: Uuid,
+    lead_id: &str,
+    event_id: Uuid,
+    channel: &str,
+    subject: &str,
+    body: &str,
+) -> anyhow::Result<Option<Uuid>> {
+    let stmt = db
+        .prepare_cached(
+            "insert into manager_notifications (manager_id, lead_id, event_id, channel, subject, body) \
+             values ($1, $2, $3, $4, $5, $6) on conflict (event_id, manager_id, channel) do nothing returning id",
+        )
+        .await
+        .context("preparing the notification")?;
+    let row = db
+        .query_opt(
+            &stmt,
+            &[&manager, &lead_id, &event_id, &channel, &subject, &body],
+        )
+        .await
+        .context("creating the notification")?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// A notification the send worker may deliver now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationToSend {
+    pub id: Uuid,
+    pub channel: String,
+    pub subject: String,
+    pub body: String,
+    pub lead_id: String,
+    pub email: Option<String>,
+    pub webhook_target_key: Option<String>,
+    /// Attempts including this one.
+    pub attempt: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationClaim {
+    Send(NotificationToSend),
+    /// sent, failed or uncertain: nothing to do.
+    Finished(String),
+    /// Another holder's attempt is running.
+    Busy,
+    Missing,
+}
+
+/// Claims a notification for one attempt: `pending` → `sending` (committed
+/// before the call). A `sending` row older than `lease` means a worker died
+/// mid-call: it becomes `uncertain`, never sent again.
+pub async fn claim_notification(
+    db: &impl GenericClient,
+    id: Uuid,
+    lease: Duration,
+) -> anyhow::Result<NotificationClaim> {
+    let stmt = db
+        .prepare_cached(
+            "with cur as (select id, status, attempted_at <= now() - make_interval(secs => $2) as stale \
+                          from manager_notifications where id = $1 for update) \
+             update manager_notifications n set \
+                 status = case when cur.status = 'pending' then 'sending' \
+                               when cur.status = 'sending' and cur.stale then 'uncertain' else n.status end, \
+                 attempts = n.attempts + (cur.status = 'pending')::int, \
+                 attempted_at = case when cur.status = 'pending' then now() else n.attempted_at end, \
+                 error = case when cur.status = 'sending' and cur.stale \
+                         then 'uncertain: previous attempt outcome unknown; not sent again' else n.error end, \
+                 updated_at = now() \
+             from cur where n.id = cur.id \
+             returning cur.status, n.status, n.channel, n.subject, n.body, n.lead_id, n.attempts, \
+                 (select email from managers where id = n.manager_id), \
+                 (select webhook_target_key from managers where id = n.manager_id)",
+        )
+        .await
+        .context("preparing the notification claim")?;
+    let Some(r) = db
+        .query_opt(&stmt, &[&id, &secs(lease)])
+        .await
+        .context("claiming the notification")?
+    else {
+        return Ok(NotificationClaim::Missing);
+    };
+    let (before, now): (String, String) = (r.get(0), r.get(1));
+    Ok(match (before.as_str(), now.as_str()) {
+        ("pending", "sending") => NotificationClaim::Send(NotificationToSend {
+            id,
+            channel: r.get(2),
+            subject: r.get(3),
+            body: r.get(4),
+            lead_id: r.get(5),
+            attempt: r.get(6),
+            email: r.get(7),
+            webhook_target_key: r.get(8),
+        }),
+        ("sending", "sending") => NotificationClaim::Busy,
+        (_, status) => NotificationClaim::Finished(status.to_string()),
+    })
+}
+
+/// Records one attempt's result: `sent`, `failed`, or `pending` again (retryable).
+pub async fn record_notification(
+    db: &impl GenericClient,
+    id: Uuid,
+    status: &str,
+    provider_id: Option<&str>,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached(
+            "update manager_notifications set status = $2, provider_id = coalesce($3, provider_id), \
+                    error = left($4, 1000), sent_at = case when $2 = 'sent' then now() end, \
+                    attempted_at = case when $2 = 'pending' then null else attempted_at end, updated_at = now() \
+             where id = $1",
+        )
+        .await
+        .context("preparing the notification result")?;
+    db.execute(&stmt, &[&id, &status, &provider_id, &error])
+        .await
+        .context("recording the notification result")?;
+    Ok(())
+}
