@@ -134,8 +134,9 @@ create table manager_sellers (
     created_at      timestamptz not null default now(),
     constraint manager_sellers_one_key check ((seller_id is null) <> (seller_email is null))
 );
-create unique index manager_sellers_seller_id_idx on manager_sellers (seller_id) where seller_id is not null;
-create unique index manager_sellers_seller_email_idx on manager_sellers (seller_email) where seller_email is not null;
+-- A seller may answer to several managers; each pairing once.
+create unique index manager_sellers_seller_id_idx on manager_sellers (seller_id, manager_id) where seller_id is not null;
+create unique index manager_sellers_seller_email_idx on manager_sellers (seller_email, manager_id) where seller_email is not null;
 
 -- One notification per closed-lead event, manager and channel, delivered
 -- once by the send worker (notify_manager job): intent before the call

@@ -119,7 +119,7 @@ create table campaign_deliveries (
 create index campaign_deliveries_status_idx on campaign_deliveries (campaign_id, status, id);
 create index campaign_deliveries_message_idx on campaign_deliveries (message_id) where message_id is not null;
 -- The campaign worker's error threshold: the last W rows that left the provider path, newest first.
-create index campaign_deliveries_outcome_idx on campaign_deliveries (campaign_id, (coalesce(failed_at, sent_at)) desc)
+create index campaign_deliveries_outcome_idx on campaign_deliveries (campaign_id, (coalesce(failed_at, sent_at)) desc nulls last)
     where status in ('sent', 'delivered', 'failed');
 
 -- Who did what, with ids and counts only — never message bodies or contact details.

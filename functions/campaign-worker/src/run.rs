@@ -113,23 +113,31 @@ async fn drive(lease: &mut Lease, deps: &Deps, deadline: Instant) -> anyhow::Res
         }
     }
     loop {
+        // The pause is counted from the batch's start: the time the batch
+        // itself takes (release, publish) is part of its period, not added to it.
+        let batch_started = Instant::now();
         let mut client = deps.pool.get().await.context("database pool")?;
-        if Instant::now() >= deadline {
+        if batch_started >= deadline {
             return continue_later(&mut client, lease, deps).await;
         }
         let Some(state) = runner::batch_state(&client, lease).await? else {
             return Ok(RunOutcome::LeaseLost);
         };
-        if state.status != "sending" {
-            runner::release_lease(&client, lease).await?;
-            return Ok(RunOutcome::Stopped { why: state.status });
-        }
-        if !state.module_enabled {
-            // Rows stay queued; turning the module on re-enqueues the campaign.
-            runner::release_lease(&client, lease).await?;
-            return Ok(RunOutcome::Stopped {
-                why: "module_disabled".into(),
-            });
+        if state.status != "sending" || !state.module_enabled {
+            // Rows stay as they are (queued rows wait for a resume, or for
+            // the module: turning it on re-enqueues the campaign).
+            match runner::stop(&client, lease).await? {
+                Some(status) if status != "sending" => {
+                    return Ok(RunOutcome::Stopped { why: status });
+                }
+                Some(_) => {
+                    return Ok(RunOutcome::Stopped {
+                        why: "module_disabled".into(),
+                    });
+                }
+                // Resumed (or switched back on) meanwhile: carry on.
+                None => continue,
+            }
         }
         if !state.channel_enabled {
             let reason = format!("channel {} is disabled", state.channel);
@@ -197,7 +205,8 @@ async fn drive(lease: &mut Lease, deps: &Deps, deadline: Instant) -> anyhow::Res
         };
         drop(client);
         let left = deadline.saturating_duration_since(Instant::now());
-        tokio::time::sleep(pause_for.min(left)).await;
+        let rest = pause_for.saturating_sub(batch_started.elapsed());
+        tokio::time::sleep(rest.min(left)).await;
     }
 }
 

@@ -598,3 +598,60 @@ async fn a_queued_campaign_is_snapshotted_once_then_released_and_finished() {
     assert!(row.get::<_, bool>(1));
     assert_eq!(recorder.bodies(QueueName::Send).len(), 23);
 }
+
+#[tokio::test]
+async fn a_stop_that_finds_the_campaign_resumed_keeps_the_lease() {
+    use crm_domain::campaigns::runner::{self, Acquired};
+    let db = TestDb::new().await;
+    let id = campaign(&db, 2, 100.0, "sending").await;
+    let (deps, _) = deps(&db, config(50, 20, 50));
+    let client = deps.pool.get().await.unwrap();
+    let Acquired::Leased { lease, .. } = runner::acquire(&client, id, Duration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("not leased");
+    };
+    // The runner saw `paused`, but a resume committed before it let go.
+    assert_eq!(runner::stop(&client, &lease).await.unwrap(), None);
+    let held: bool = client
+        .query_one(
+            "select runner_lease_until is not null from campaigns where id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(held, "the lease stays with the runner that will carry on");
+    // Paused for real: the lease is given up.
+    client
+        .execute(
+            "update campaigns set status = 'paused' where id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        runner::stop(&client, &lease).await.unwrap().as_deref(),
+        Some("paused")
+    );
+    // Module off with the campaign still sending: stopped too.
+    client
+        .execute(
+            "update campaigns set status = 'sending', runner_lease_until = $2 where id = $1",
+            &[&id, &lease.until],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "update module_switches set enabled = false where module = 'crm'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        runner::stop(&client, &lease).await.unwrap().as_deref(),
+        Some("sending")
+    );
+}

@@ -224,11 +224,11 @@ fn permit(who: &Principal, method: &str, pattern: &str, dry_run: bool) -> Result
             forbidden("only admins may switch the module")
         };
     }
-    if !who.has_cap("can_use_crm") && !(pattern == "/api/v1/crm/module" && who.is_admin()) {
+    let admin_reading_switch = pattern == "/api/v1/crm/module" && who.is_admin();
+    if !who.has_cap("can_use_crm") && !admin_reading_switch {
         return forbidden("the can_use_crm capability is required");
     }
-    if pattern == "/api/v1/crm/campaigns/{id}/send" && !dry_run && !who.has_cap("campaigns:send")
-    {
+    if pattern == "/api/v1/crm/campaigns/{id}/send" && !dry_run && !who.has_cap("campaigns:send") {
         return forbidden("the campaigns:send capability is required");
     }
     if pattern == "/api/v1/crm/channels/{name}" && !who.is_admin() {
@@ -241,9 +241,7 @@ fn permit(who: &Principal, method: &str, pattern: &str, dry_run: bool) -> Result
 fn allowed_when_off(pattern: &str) -> bool {
     matches!(
         pattern,
-        "/api/v1/crm/module"
-            | "/api/v1/crm/audit"
-            | "/api/v1/crm/contacts/{id}/opt-outs/{channel}"
+        "/api/v1/crm/module" | "/api/v1/crm/audit" | "/api/v1/crm/contacts/{id}/opt-outs/{channel}"
     )
 }
 
@@ -319,13 +317,8 @@ async fn serve(
             "/api/v1/crm/segments" => catalog::list_segments(db).await?,
             "/api/v1/crm/segments/{id}" => catalog::get_segment(db, id()?).await?,
             "/api/v1/crm/segments/{id}/preview" => {
-                catalog::preview_segment(
-                    db,
-                    id()?,
-                    q(req, "cursor").as_deref(),
-                    limit(50, 200)?,
-                )
-                .await?
+                catalog::preview_segment(db, id()?, q(req, "cursor").as_deref(), limit(50, 200)?)
+                    .await?
             }
             "/api/v1/crm/channels" => catalog::list_channels(db).await?,
             "/api/v1/crm/audit" => audit_page(req, db).await?,
@@ -385,10 +378,7 @@ fn noun(pattern: &str) -> &'static str {
     }
 }
 
-async fn audit_page(
-    req: &Request,
-    db: &deadpool_postgres::Client,
-) -> Result<Value, ApiError> {
+async fn audit_page(req: &Request, db: &deadpool_postgres::Client) -> Result<Value, ApiError> {
     let before_id = match q(req, "cursor") {
         None => None,
         Some(c) => Some(

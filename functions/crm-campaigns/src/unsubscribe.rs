@@ -59,7 +59,9 @@ fn token(req: &Request) -> Option<String> {
 
 pub async fn handle(req: &Request, deps: &Deps) -> Response<Body> {
     let Some(secret) = &deps.unsubscribe_secret else {
-        tracing::error!("UNSUBSCRIBE_SECRET is not configured: unsubscribe links cannot be verified");
+        tracing::error!(
+            "UNSUBSCRIBE_SECRET is not configured: unsubscribe links cannot be verified"
+        );
         return page(
             503,
             "Unsubscribe unavailable",

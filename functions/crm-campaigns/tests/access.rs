@@ -41,11 +41,21 @@ async fn sending_needs_campaigns_send_but_a_dry_run_does_not() {
     let c = db.client().await;
     enable_channel(&c, "sms").await;
     contact(&c, Some("Ana"), None, Some("+905321234567"), json!({})).await;
-    let id = draft(&deps, "sms", json!({}), json!({"content": "Hi {{contact.first_name}}"})).await;
+    let id = draft(
+        &deps,
+        "sms",
+        json!({}),
+        json!({"content": "Hi {{contact.first_name}}"}),
+    )
+    .await;
     let path = format!("/api/v1/crm/campaigns/{id}/send");
     let a = call(&deps, Call::post_empty(&path, &planner())).await;
     assert_eq!((a.status, a.code()), (403, "forbidden"), "{}", a.body);
-    let a = call(&deps, Call::post_empty(&format!("{path}?dry_run=true"), &planner())).await;
+    let a = call(
+        &deps,
+        Call::post_empty(&format!("{path}?dry_run=true"), &planner()),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["queued"], 1);
     let status: String = c
@@ -71,13 +81,21 @@ async fn module_toggle_and_channel_changes_are_for_admins() {
     assert_eq!((a.status, a.code()), (403, "forbidden"));
     let a = call(
         &deps,
-        Call::patch("/api/v1/crm/channels/sms", json!({"enabled": true}), &operator()),
+        Call::patch(
+            "/api/v1/crm/channels/sms",
+            json!({"enabled": true}),
+            &operator(),
+        ),
     )
     .await;
     assert_eq!((a.status, a.code()), (403, "forbidden"));
     let a = call(
         &deps,
-        Call::patch("/api/v1/crm/channels/sms", json!({"enabled": true, "rate_per_second": 5}), &admin()),
+        Call::patch(
+            "/api/v1/crm/channels/sms",
+            json!({"enabled": true, "rate_per_second": 5}),
+            &admin(),
+        ),
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -85,13 +103,21 @@ async fn module_toggle_and_channel_changes_are_for_admins() {
     assert_eq!(a.body["rate_per_second"], 5.0);
     let a = call(
         &deps,
-        Call::patch("/api/v1/crm/channels/fax", json!({"enabled": true}), &admin()),
+        Call::patch(
+            "/api/v1/crm/channels/fax",
+            json!({"enabled": true}),
+            &admin(),
+        ),
     )
     .await;
     assert_eq!(a.status, 404);
     let a = call(
         &deps,
-        Call::patch("/api/v1/crm/channels/sms", json!({"api_key": "x"}), &admin()),
+        Call::patch(
+            "/api/v1/crm/channels/sms",
+            json!({"api_key": "x"}),
+            &admin(),
+        ),
     )
     .await;
     assert_eq!((a.status, a.body["field"].as_str()), (422, Some("api_key")));
@@ -115,7 +141,10 @@ async fn unknown_ids_are_404_and_wrong_methods_405() {
     }
     let a = call(
         &deps,
-        Call::post_empty("/api/v1/crm/campaigns/0192f0c8-7a00-7000-8000-000000000099/pause", &who),
+        Call::post_empty(
+            "/api/v1/crm/campaigns/0192f0c8-7a00-7000-8000-000000000099/pause",
+            &who,
+        ),
     )
     .await;
     assert_eq!(a.status, 404);
@@ -130,7 +159,8 @@ async fn bodies_are_checked_before_anything_is_written() {
     let who = operator();
     let a = call(
         &deps,
-        Call::post("/api/v1/crm/segments", json!({}), &who).raw_body("{not json", "application/json"),
+        Call::post("/api/v1/crm/segments", json!({}), &who)
+            .raw_body("{not json", "application/json"),
     )
     .await;
     assert_eq!((a.status, a.code()), (400, "malformed_json"));
@@ -142,7 +172,11 @@ async fn bodies_are_checked_before_anything_is_written() {
     assert_eq!((a.status, a.code()), (415, "unsupported_media_type"));
     let a = call(
         &deps,
-        Call::post("/api/v1/crm/segments", json!({"name": "x", "colour": "red"}), &who),
+        Call::post(
+            "/api/v1/crm/segments",
+            json!({"name": "x", "colour": "red"}),
+            &who,
+        ),
     )
     .await;
     assert_eq!((a.status, a.body["field"].as_str()), (422, Some("colour")));

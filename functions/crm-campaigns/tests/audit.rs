@@ -28,14 +28,45 @@ async fn audit_rows_are_written_and_free_of_bodies_and_contact_details() {
     .await;
     let who = operator();
     let base = format!("/api/v1/crm/campaigns/{id}");
-    let dry = call(&deps, Call::post_empty(&format!("{base}/send?dry_run=true"), &who)).await;
-    assert!(dry.text.contains(BODY_MARKER), "the dry run shows rendered samples");
-    let a = call(&deps, Call::patch(&base, json!({"name": "Spring offer"}), &who)).await;
+    let dry = call(
+        &deps,
+        Call::post_empty(&format!("{base}/send?dry_run=true"), &who),
+    )
+    .await;
+    assert!(
+        dry.text.contains(BODY_MARKER),
+        "the dry run shows rendered samples"
+    );
+    let a = call(
+        &deps,
+        Call::patch(&base, json!({"name": "Spring offer"}), &who),
+    )
+    .await;
     assert_eq!(a.status, 200);
-    assert_eq!(call(&deps, Call::post_empty(&format!("{base}/send"), &who)).await.status, 202);
-    assert_eq!(call(&deps, Call::post_empty(&format!("{base}/pause"), &who)).await.status, 200);
-    assert_eq!(call(&deps, Call::post_empty(&format!("{base}/resume"), &who)).await.status, 200);
-    assert_eq!(call(&deps, Call::post_empty(&format!("{base}/cancel"), &who)).await.status, 200);
+    assert_eq!(
+        call(&deps, Call::post_empty(&format!("{base}/send"), &who))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        call(&deps, Call::post_empty(&format!("{base}/pause"), &who))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&deps, Call::post_empty(&format!("{base}/resume"), &who))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&deps, Call::post_empty(&format!("{base}/cancel"), &who))
+            .await
+            .status,
+        200
+    );
     let a = call(
         &deps,
         Call::post_empty(&format!("/api/v1/crm/contacts/{ana}/opt-outs/email"), &who),
@@ -44,7 +75,11 @@ async fn audit_rows_are_written_and_free_of_bodies_and_contact_details() {
     assert_eq!(a.status, 201, "{}", a.body);
     let a = call(
         &deps,
-        Call::patch("/api/v1/crm/channels/email", json!({"rate_per_second": 3}), &admin()),
+        Call::patch(
+            "/api/v1/crm/channels/email",
+            json!({"rate_per_second": 3}),
+            &admin(),
+        ),
     )
     .await;
     assert_eq!(a.status, 200);
@@ -84,7 +119,10 @@ async fn audit_rows_are_written_and_free_of_bodies_and_contact_details() {
     assert_eq!(sent.get::<_, serde_json::Value>(3)["channel"], "email");
     // Nothing in the audit log quotes a body, a name, an e-mail or a phone.
     let all: String = c
-        .query_one("select string_agg(audit_log::text, ' ') from audit_log", &[])
+        .query_one(
+            "select string_agg(audit_log::text, ' ') from audit_log",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -97,12 +135,24 @@ async fn audit_rows_are_written_and_free_of_bodies_and_contact_details() {
     assert_eq!(a.body["items"][0]["action"], "crm.channel.updated");
     assert_eq!(a.body["items"].as_array().unwrap().len(), 3);
     let next = a.body["next_cursor"].as_str().unwrap().to_string();
-    let b = call(&deps, Call::get(&format!("/api/v1/crm/audit?limit=3&cursor={next}"), &who)).await;
+    let b = call(
+        &deps,
+        Call::get(&format!("/api/v1/crm/audit?limit=3&cursor={next}"), &who),
+    )
+    .await;
     assert_eq!(a.body["items"][2]["action"], "crm.campaign.cancelled");
     assert_eq!(b.body["items"][0]["action"], "crm.campaign.resumed");
-    let f = call(&deps, Call::get("/api/v1/crm/audit?actor=user:admin-1", &who)).await;
+    let f = call(
+        &deps,
+        Call::get("/api/v1/crm/audit?actor=user:admin-1", &who),
+    )
+    .await;
     assert_eq!(f.body["items"].as_array().unwrap().len(), 1);
-    let f = call(&deps, Call::get("/api/v1/crm/audit?action=crm.campaign.paused", &who)).await;
+    let f = call(
+        &deps,
+        Call::get("/api/v1/crm/audit?action=crm.campaign.paused", &who),
+    )
+    .await;
     assert_eq!(f.body["items"][0]["details"]["from"], "queued");
 }
 
@@ -119,14 +169,25 @@ async fn opt_outs_through_the_api_are_recorded_once_and_can_be_lifted() {
     let a = call(&deps, Call::post_empty(&path, &who)).await;
     assert_eq!((a.status, a.body["created"].clone()), (200, json!(false)));
     assert_eq!(
-        count(&c, "select count(*) from opt_outs where source = 'api' and channel = 'sms'").await,
+        count(
+            &c,
+            "select count(*) from opt_outs where source = 'api' and channel = 'sms'"
+        )
+        .await,
         1
     );
-    let a = call(&deps, Call::post_empty(&format!("/api/v1/crm/contacts/{ana}/opt-outs/fax"), &who)).await;
+    let a = call(
+        &deps,
+        Call::post_empty(&format!("/api/v1/crm/contacts/{ana}/opt-outs/fax"), &who),
+    )
+    .await;
     assert_eq!(a.status, 404);
     let a = call(
         &deps,
-        Call::post_empty("/api/v1/crm/contacts/0192f0c8-7a00-7000-8000-000000000099/opt-outs/sms", &who),
+        Call::post_empty(
+            "/api/v1/crm/contacts/0192f0c8-7a00-7000-8000-000000000099/opt-outs/sms",
+            &who,
+        ),
     )
     .await;
     assert_eq!(a.status, 404);
@@ -136,7 +197,11 @@ async fn opt_outs_through_the_api_are_recorded_once_and_can_be_lifted() {
     assert_eq!(a.status, 404);
     assert_eq!(count(&c, "select count(*) from opt_outs").await, 0);
     assert_eq!(
-        count(&c, "select count(*) from audit_log where action like 'crm.opt_out.%'").await,
+        count(
+            &c,
+            "select count(*) from audit_log where action like 'crm.opt_out.%'"
+        )
+        .await,
         2
     );
 }

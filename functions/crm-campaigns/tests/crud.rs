@@ -13,18 +13,37 @@ async fn campaign_drafts_need_real_ids_an_enabled_channel_and_a_matching_templat
     let deps = deps(&db);
     let c = db.client().await;
     let who = operator();
-    let seg = call(&deps, Call::from_event("create-segment.json").token(Some(&who))).await;
+    let seg = call(
+        &deps,
+        Call::from_event("create-segment.json").token(Some(&who)),
+    )
+    .await;
     assert_eq!(seg.status, 201, "{}", seg.body);
-    let tpl = call(&deps, Call::from_event("create-template.json").token(Some(&who))).await;
+    let tpl = call(
+        &deps,
+        Call::from_event("create-template.json").token(Some(&who)),
+    )
+    .await;
     assert_eq!(tpl.status, 201, "{}", tpl.body);
     assert_eq!(tpl.body["source"], "api");
-    let body = |channel: &str, seg: &str, tpl: &str| {
-        json!({"name": "Spring", "channel": channel, "segment_id": seg, "template_id": tpl})
-    };
+    let body = |channel: &str, seg: &str, tpl: &str| json!({"name": "Spring", "channel": channel, "segment_id": seg, "template_id": tpl});
     let missing = "0192f0c8-7a00-7000-8000-000000000099";
     // SMS is seeded disabled.
-    let a = call(&deps, Call::post("/api/v1/crm/campaigns", body("sms", &seg.id(), &tpl.id()), &who)).await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("channel")), "{}", a.body);
+    let a = call(
+        &deps,
+        Call::post(
+            "/api/v1/crm/campaigns",
+            body("sms", &seg.id(), &tpl.id()),
+            &who,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("channel")),
+        "{}",
+        a.body
+    );
     enable_channel(&c, "sms").await;
     enable_channel(&c, "email").await;
     for (b, field) in [
@@ -32,25 +51,60 @@ async fn campaign_drafts_need_real_ids_an_enabled_channel_and_a_matching_templat
         (body("sms", &seg.id(), missing), "template_id"),
         (body("email", &seg.id(), &tpl.id()), "template_id"),
         (body("fax", &seg.id(), &tpl.id()), "channel"),
-        (json!({"channel": "sms", "segment_id": seg.id(), "template_id": tpl.id()}), "name"),
+        (
+            json!({"channel": "sms", "segment_id": seg.id(), "template_id": tpl.id()}),
+            "name",
+        ),
     ] {
         let a = call(&deps, Call::post("/api/v1/crm/campaigns", b, &who)).await;
-        assert_eq!((a.status, a.body["field"].as_str()), (422, Some(field)), "{}", a.body);
+        assert_eq!(
+            (a.status, a.body["field"].as_str()),
+            (422, Some(field)),
+            "{}",
+            a.body
+        );
     }
     assert_eq!(count(&c, "select count(*) from campaigns").await, 0);
-    let a = call(&deps, Call::post("/api/v1/crm/campaigns", body("sms", &seg.id(), &tpl.id()), &who)).await;
+    let a = call(
+        &deps,
+        Call::post(
+            "/api/v1/crm/campaigns",
+            body("sms", &seg.id(), &tpl.id()),
+            &who,
+        ),
+    )
+    .await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.body["status"], "draft");
     assert_eq!(a.body["created_by"], "user:ops-1");
     let path = format!("/api/v1/crm/campaigns/{}", a.id());
-    let p = call(&deps, Call::patch(&path, json!({"name": "Spring v2"}), &who)).await;
-    assert_eq!((p.status, p.body["name"].clone()), (200, json!("Spring v2")));
-    let p = call(&deps, Call::patch(&path, json!({"status": "finished"}), &who)).await;
+    let p = call(
+        &deps,
+        Call::patch(&path, json!({"name": "Spring v2"}), &who),
+    )
+    .await;
+    assert_eq!(
+        (p.status, p.body["name"].clone()),
+        (200, json!("Spring v2"))
+    );
+    let p = call(
+        &deps,
+        Call::patch(&path, json!({"status": "finished"}), &who),
+    )
+    .await;
     assert_eq!((p.status, p.body["field"].as_str()), (422, Some("status")));
     // In use: the template and segment cannot be deleted.
-    let d = call(&deps, Call::delete(&format!("/api/v1/crm/templates/{}", tpl.id()), &who)).await;
+    let d = call(
+        &deps,
+        Call::delete(&format!("/api/v1/crm/templates/{}", tpl.id()), &who),
+    )
+    .await;
     assert_eq!((d.status, d.code()), (409, "template_in_use"));
-    let d = call(&deps, Call::delete(&format!("/api/v1/crm/segments/{}", seg.id()), &who)).await;
+    let d = call(
+        &deps,
+        Call::delete(&format!("/api/v1/crm/segments/{}", seg.id()), &who),
+    )
+    .await;
     assert_eq!((d.status, d.code()), (409, "segment_in_use"));
 }
 
@@ -60,18 +114,49 @@ async fn templates_validate_channel_fields_and_variables() {
     let deps = deps(&db);
     let who = operator();
     for (b, field) in [
-        (json!({"name": "t", "channel": "email", "content": "Hi"}), "subject"),
-        (json!({"name": "t", "channel": "sms", "content": "Hi", "subject": "S"}), "subject"),
-        (json!({"name": "t", "channel": "sms", "content": "Hi {{contact.ssn}}"}), "content"),
-        (json!({"name": "t", "channel": "sms", "content": "Hi {{1}}"}), "content"),
-        (json!({"name": "t", "channel": "sms", "content": "Hi", "variables": ["x"]}), "variables"),
-        (json!({"name": "t", "channel": "sms", "content": "Hi", "content_sid": "HX0123456789abcdef0123456789abcdef"}), "content_sid"),
-        (json!({"name": "t", "channel": "whatsapp", "content": "Hi", "content_sid": "nope"}), "content_sid"),
-        (json!({"name": "t", "channel": "sms", "content": "Hi", "status": "live"}), "status"),
-        (json!({"name": "t", "channel": "pigeon", "content": "Hi"}), "channel"),
+        (
+            json!({"name": "t", "channel": "email", "content": "Hi"}),
+            "subject",
+        ),
+        (
+            json!({"name": "t", "channel": "sms", "content": "Hi", "subject": "S"}),
+            "subject",
+        ),
+        (
+            json!({"name": "t", "channel": "sms", "content": "Hi {{contact.ssn}}"}),
+            "content",
+        ),
+        (
+            json!({"name": "t", "channel": "sms", "content": "Hi {{1}}"}),
+            "content",
+        ),
+        (
+            json!({"name": "t", "channel": "sms", "content": "Hi", "variables": ["x"]}),
+            "variables",
+        ),
+        (
+            json!({"name": "t", "channel": "sms", "content": "Hi", "content_sid": "HX0123456789abcdef0123456789abcdef"}),
+            "content_sid",
+        ),
+        (
+            json!({"name": "t", "channel": "whatsapp", "content": "Hi", "content_sid": "nope"}),
+            "content_sid",
+        ),
+        (
+            json!({"name": "t", "channel": "sms", "content": "Hi", "status": "live"}),
+            "status",
+        ),
+        (
+            json!({"name": "t", "channel": "pigeon", "content": "Hi"}),
+            "channel",
+        ),
     ] {
         let a = call(&deps, Call::post("/api/v1/crm/templates", b.clone(), &who)).await;
-        assert_eq!((a.status, a.body["field"].as_str()), (422, Some(field)), "{b}");
+        assert_eq!(
+            (a.status, a.body["field"].as_str()),
+            (422, Some(field)),
+            "{b}"
+        );
     }
     let a = call(
         &deps,
@@ -93,11 +178,29 @@ async fn templates_validate_channel_fields_and_variables() {
         ),
     )
     .await;
-    assert_eq!((dup.status, dup.body["field"].as_str()), (409, Some("content_sid")));
+    assert_eq!(
+        (dup.status, dup.body["field"].as_str()),
+        (409, Some("content_sid"))
+    );
     let path = format!("/api/v1/crm/templates/{}", a.id());
-    let p = call(&deps, Call::patch(&path, json!({"status": "disabled"}), &who)).await;
-    assert_eq!((p.status, p.body["status"].clone(), p.body["content"].clone()), (200, json!("disabled"), json!("Hi {{1}}")));
-    let g = call(&deps, Call::get("/api/v1/crm/templates?channel=whatsapp", &who)).await;
+    let p = call(
+        &deps,
+        Call::patch(&path, json!({"status": "disabled"}), &who),
+    )
+    .await;
+    assert_eq!(
+        (
+            p.status,
+            p.body["status"].clone(),
+            p.body["content"].clone()
+        ),
+        (200, json!("disabled"), json!("Hi {{1}}"))
+    );
+    let g = call(
+        &deps,
+        Call::get("/api/v1/crm/templates?channel=whatsapp", &who),
+    )
+    .await;
     assert_eq!(g.body["items"].as_array().unwrap().len(), 1);
     let d = call(&deps, Call::delete(&path, &who)).await;
     assert_eq!(d.status, 200);
@@ -120,9 +223,17 @@ async fn synced_templates_change_only_their_status() {
         .unwrap()
         .get(0);
     let path = format!("/api/v1/crm/templates/{id}");
-    let a = call(&deps, Call::patch(&path, json!({"content": "Changed"}), &operator())).await;
+    let a = call(
+        &deps,
+        Call::patch(&path, json!({"content": "Changed"}), &operator()),
+    )
+    .await;
     assert_eq!((a.status, a.code()), (409, "synced_template"));
-    let a = call(&deps, Call::patch(&path, json!({"status": "disabled"}), &operator())).await;
+    let a = call(
+        &deps,
+        Call::patch(&path, json!({"status": "disabled"}), &operator()),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
 }
 
@@ -133,22 +244,48 @@ async fn segment_filters_refuse_unknown_keys_and_missing_references() {
     let who = operator();
     for (filter, field) in [
         (json!({"stage": "Won"}), "filter.stage"),
-        (json!({"pipeline_id": "0192f0c8-7a00-7000-8000-000000000099"}), "filter.pipeline_id"),
-        (json!({"stage_ids": ["0192f0c8-7a00-7000-8000-000000000099"]}), "filter.stage_ids"),
+        (
+            json!({"pipeline_id": "0192f0c8-7a00-7000-8000-000000000099"}),
+            "filter.pipeline_id",
+        ),
+        (
+            json!({"stage_ids": ["0192f0c8-7a00-7000-8000-000000000099"]}),
+            "filter.stage_ids",
+        ),
         (json!({"reply_status": ["ecstatic"]}), "filter.reply_status"),
         (json!("everyone"), "filter"),
     ] {
         let a = call(
             &deps,
-            Call::post("/api/v1/crm/segments", json!({"name": "s", "filter": filter}), &who),
+            Call::post(
+                "/api/v1/crm/segments",
+                json!({"name": "s", "filter": filter}),
+                &who,
+            ),
         )
         .await;
-        assert_eq!((a.status, a.body["field"].as_str()), (422, Some(field)), "{}", a.body);
+        assert_eq!(
+            (a.status, a.body["field"].as_str()),
+            (422, Some(field)),
+            "{}",
+            a.body
+        );
     }
-    let a = call(&deps, Call::post("/api/v1/crm/segments", json!({"name": "all"}), &who)).await;
+    let a = call(
+        &deps,
+        Call::post("/api/v1/crm/segments", json!({"name": "all"}), &who),
+    )
+    .await;
     assert_eq!((a.status, a.body["filter"].clone()), (201, json!({})));
-    let dup = call(&deps, Call::post("/api/v1/crm/segments", json!({"name": "all"}), &who)).await;
-    assert_eq!((dup.status, dup.body["field"].as_str()), (409, Some("name")));
+    let dup = call(
+        &deps,
+        Call::post("/api/v1/crm/segments", json!({"name": "all"}), &who),
+    )
+    .await;
+    assert_eq!(
+        (dup.status, dup.body["field"].as_str()),
+        (409, Some("name"))
+    );
 }
 
 #[tokio::test]
@@ -167,13 +304,23 @@ async fn segment_preview_counts_and_pages_matching_contacts() {
         .unwrap()
         .get(0);
     let pipeline: uuid::Uuid = c
-        .query_one("select pipeline_id from pipeline_stages where id = $1", &[&stage])
+        .query_one(
+            "select pipeline_id from pipeline_stages where id = $1",
+            &[&stage],
+        )
         .await
         .unwrap()
         .get(0);
     let mut in_stage = Vec::new();
     for i in 0..3 {
-        let id = contact(&c, Some("N"), Some(&format!("p{i}@example.com")), None, json!({"plan": "pro"})).await;
+        let id = contact(
+            &c,
+            Some("N"),
+            Some(&format!("p{i}@example.com")),
+            None,
+            json!({"plan": "pro"}),
+        )
+        .await;
         c.execute(
             "insert into deals (contact_id, pipeline_id, stage_id, title) values ($1, $2, $3, 'd')",
             &[&id, &pipeline, &stage],
@@ -182,7 +329,14 @@ async fn segment_preview_counts_and_pages_matching_contacts() {
         .unwrap();
         in_stage.push(id);
     }
-    contact(&c, Some("Other"), Some("o@example.com"), None, json!({"plan": "pro"})).await;
+    contact(
+        &c,
+        Some("Other"),
+        Some("o@example.com"),
+        None,
+        json!({"plan": "pro"}),
+    )
+    .await;
     let seg = call(
         &deps,
         Call::post(
@@ -205,7 +359,14 @@ async fn segment_preview_counts_and_pages_matching_contacts() {
     assert_eq!(p2.body["items"].as_array().unwrap().len(), 1);
     assert!(p2.body["next_cursor"].is_null());
     // Segments are dynamic: a new matching contact shows up.
-    let id = contact(&c, Some("New"), Some("new@example.com"), None, json!({"plan": "pro"})).await;
+    let id = contact(
+        &c,
+        Some("New"),
+        Some("new@example.com"),
+        None,
+        json!({"plan": "pro"}),
+    )
+    .await;
     c.execute(
         "insert into deals (contact_id, pipeline_id, stage_id, title) values ($1, $2, $3, 'd')",
         &[&id, &pipeline, &stage],
@@ -217,7 +378,11 @@ async fn segment_preview_counts_and_pages_matching_contacts() {
     // PATCH keeps what it is not given.
     let s = call(
         &deps,
-        Call::patch(&format!("/api/v1/crm/segments/{}", seg.id()), json!({"description": "d"}), &who),
+        Call::patch(
+            &format!("/api/v1/crm/segments/{}", seg.id()),
+            json!({"description": "d"}),
+            &who,
+        ),
     )
     .await;
     assert_eq!(s.status, 200, "{}", s.body);

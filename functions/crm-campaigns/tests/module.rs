@@ -14,10 +14,20 @@ async fn module_off_refuses_campaign_routes_and_the_admin_turns_it_back_on() {
     let c = db.client().await;
     enable_channel(&c, "sms").await;
     contact(&c, Some("Ana"), None, Some("+905321234567"), json!({})).await;
-    let id = draft(&deps, "sms", json!({}), json!({"content": "Hi {{contact.first_name}}"})).await;
+    let id = draft(
+        &deps,
+        "sms",
+        json!({}),
+        json!({"content": "Hi {{contact.first_name}}"}),
+    )
+    .await;
     let who = operator();
     // A queued campaign, as if sent before the switch went off.
-    let a = call(&deps, Call::post_empty(&format!("/api/v1/crm/campaigns/{id}/send"), &who)).await;
+    let a = call(
+        &deps,
+        Call::post_empty(&format!("/api/v1/crm/campaigns/{id}/send"), &who),
+    )
+    .await;
     assert_eq!(a.status, 202);
 
     let off = call(
@@ -34,7 +44,10 @@ async fn module_off_refuses_campaign_routes_and_the_admin_turns_it_back_on() {
         Call::get("/api/v1/crm/campaigns", &who),
         Call::get(&format!("/api/v1/crm/campaigns/{id}"), &who),
         Call::post_empty(&format!("/api/v1/crm/campaigns/{id}/pause"), &who),
-        Call::post_empty(&format!("/api/v1/crm/campaigns/{id}/send?dry_run=true"), &who),
+        Call::post_empty(
+            &format!("/api/v1/crm/campaigns/{id}/send?dry_run=true"),
+            &who,
+        ),
         Call::get("/api/v1/crm/templates", &who),
         Call::get("/api/v1/crm/segments", &who),
         Call::get("/api/v1/crm/channels", &who),
@@ -46,7 +59,11 @@ async fn module_off_refuses_campaign_routes_and_the_admin_turns_it_back_on() {
     // Still reachable: the switch itself and the audit log.
     let a = call(&deps, Call::get("/api/v1/crm/module", &who)).await;
     assert_eq!((a.status, a.body["enabled"].clone()), (200, json!(false)));
-    let a = call(&deps, Call::get("/api/v1/crm/audit?action=crm.module.toggled", &who)).await;
+    let a = call(
+        &deps,
+        Call::get("/api/v1/crm/audit?action=crm.module.toggled", &who),
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["items"][0]["actor"], "user:admin-1");
     assert_eq!(
@@ -82,9 +99,19 @@ async fn module_off_refuses_campaign_routes_and_the_admin_turns_it_back_on() {
         Call::put("/api/v1/crm/module", json!({"enabled": true}), &admin()),
     )
     .await;
-    assert_eq!((again.body["changed"].clone(), again.body["campaigns_resumed"].clone()), (json!(false), json!(0)));
     assert_eq!(
-        count(&c, "select count(*) from audit_log where action = 'crm.module.toggled'").await,
+        (
+            again.body["changed"].clone(),
+            again.body["campaigns_resumed"].clone()
+        ),
+        (json!(false), json!(0))
+    );
+    assert_eq!(
+        count(
+            &c,
+            "select count(*) from audit_log where action = 'crm.module.toggled'"
+        )
+        .await,
         3
     );
     let a = call(&deps, Call::get("/api/v1/crm/campaigns", &who)).await;
@@ -103,7 +130,11 @@ async fn toggle_body_is_validated() {
     assert_eq!((a.status, a.body["field"].as_str()), (422, Some("enabled")));
     let a = call(
         &deps,
-        Call::put("/api/v1/crm/module", json!({"enabled": false, "why": "x"}), &admin()),
+        Call::put(
+            "/api/v1/crm/module",
+            json!({"enabled": false, "why": "x"}),
+            &admin(),
+        ),
     )
     .await;
     assert_eq!((a.status, a.body["field"].as_str()), (422, Some("why")));

@@ -5,7 +5,10 @@
 
 use crate::{Deps, Step};
 use crm_domain::{
-    enrichment::store::{self, Finish, Lead},
+    enrichment::{
+        managers,
+        store::{self, Finish, Lead},
+    },
     jobs::{self, EnrichLead, Job, NotifyManager},
 };
 use uuid::Uuid;
@@ -43,7 +46,7 @@ pub(crate) async fn close(
     let mut client = deps.pool.get().await?;
     let tx = client.transaction().await?;
     let managers =
-        store::managers_for_seller(&tx, lead.seller_id.as_deref(), lead.seller_email.as_deref())
+        managers::managers_for_seller(&tx, lead.seller_id.as_deref(), lead.seller_email.as_deref())
             .await?;
     let mut queued = 0usize;
     for m in &managers {
@@ -55,7 +58,7 @@ pub(crate) async fn close(
             if !reachable {
                 continue;
             }
-            if let Some(id) = store::create_notification(
+            if let Some(id) = managers::create_notification(
                 &tx,
                 m.id,
                 &lead.id,

@@ -57,6 +57,9 @@ pub struct CampaignConfig {
     pub webhook: Option<(Target, SigningKey)>,
     /// Amazon SES v2; `None`: e-mails go to the local sink.
     pub ses: Option<SesConfig>,
+    /// `APP_ENV=production` (set by `Deps::new`): no local sinks, a channel
+    /// without its provider fails its rows instead.
+    pub production: bool,
 }
 
 impl CampaignConfig {
@@ -114,6 +117,7 @@ impl CampaignConfig {
             links,
             webhook,
             ses,
+            production: false,
         })
     }
 }
@@ -327,6 +331,13 @@ pub fn webhook_body(p: &Prepared, body: &str) -> Vec<u8> {
 
 async fn webhook(p: &Prepared, body: &str, deps: &Deps) -> Answer {
     let Some((target, key)) = deps.config.campaigns.webhook.as_ref() else {
+        if deps.config.campaigns.production {
+            return Answer::Rejected {
+                code: "webhook_unconfigured".into(),
+                reason: "the webhook channel is not configured (CAMPAIGN_WEBHOOK_URL is not set)"
+                    .into(),
+            };
+        }
         tracing::warn!(delivery_id = %p.delivery_id, "LOCAL SINK: CAMPAIGN_WEBHOOK_URL not set; webhook delivery recorded, not posted");
         return Answer::Sent {
             provider_id: format!("local-{}", p.delivery_id.simple()),
@@ -416,5 +427,73 @@ impl crm_domain::mail::Mailer for Unconfigured {
                 "e-mail is not configured (SES_FROM_ADDRESS is not set)".into(),
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<CampaignConfig, ConfigError> {
+        CampaignConfig::from_env(
+            &Env::from_pairs(pairs.iter().copied()),
+            Duration::from_secs(10),
+        )
+    }
+
+    #[test]
+    fn nothing_set_means_local_sinks_and_no_links() {
+        let c = load(&[]).unwrap();
+        assert!(c.links.is_none() && c.webhook.is_none() && c.ses.is_none());
+    }
+
+    #[test]
+    fn links_need_a_base_url_and_a_sane_ttl() {
+        let e = load(&[(UNSUBSCRIBE_SECRET, "s3cret-unsub")]).unwrap_err();
+        assert_eq!(e.name, PUBLIC_BASE_URL);
+        let c = load(&[
+            (UNSUBSCRIBE_SECRET, "s3cret-unsub"),
+            (PUBLIC_BASE_URL, "https://crm.example.com/"),
+        ])
+        .unwrap();
+        let links = c.links.unwrap();
+        assert_eq!(links.base_url, "https://crm.example.com");
+        assert_eq!(links.ttl, Duration::from_secs(90 * 86_400));
+        assert!(!format!("{links:?}").contains("s3cret"));
+        let e = load(&[
+            (UNSUBSCRIBE_SECRET, "s3cret-unsub"),
+            (PUBLIC_BASE_URL, "https://crm.example.com"),
+            (UNSUBSCRIBE_TTL_DAYS, "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, UNSUBSCRIBE_TTL_DAYS);
+    }
+
+    #[test]
+    fn the_webhook_channel_needs_a_whsec_secret_and_never_echoes_the_url() {
+        let e = load(&[(WEBHOOK_URL, "https://push.example.com/h?token=t0p")]).unwrap_err();
+        assert_eq!(e.name, WEBHOOK_SECRET);
+        let e = load(&[(WEBHOOK_URL, "ftp://push.example.com/?token=t0p")]).unwrap_err();
+        assert_eq!(e.name, WEBHOOK_URL);
+        assert!(!e.reason.contains("t0p"));
+        let c = load(&[
+            (WEBHOOK_URL, "https://push.example.com/h?token=t0p"),
+            (WEBHOOK_SECRET, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("t0p"));
+    }
+
+    #[test]
+    fn ses_needs_an_address() {
+        assert_eq!(load(&[(SES_FROM, "acme")]).unwrap_err().name, SES_FROM);
+        let c = load(&[
+            (SES_FROM, "Acme <news@mail.acme.com>"),
+            (SES_CONFIG_SET, "campaigns"),
+        ])
+        .unwrap();
+        let ses = c.ses.unwrap();
+        assert_eq!(ses.from, "Acme <news@mail.acme.com>");
+        assert_eq!(ses.configuration_set.as_deref(), Some("campaigns"));
     }
 }

@@ -67,12 +67,13 @@ pub struct Deps {
 
 impl Deps {
     pub fn new(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
-        let mut deps = Self::with(build_pool(&common.database)?, SendConfig::from_env(env)?)?;
-        // Deployed without SES, e-mails fail visibly instead of being marked
-        // sent by the local sink.
-        if common.app_env == crm_platform::config::AppEnv::Production
-            && deps.config.campaigns.ses.is_none()
-        {
+        let mut config = SendConfig::from_env(env)?;
+        // Deployed, campaign channels without a provider fail visibly instead
+        // of being marked sent by a local sink.
+        config.campaigns.production = common.app_env == crm_platform::config::AppEnv::Production;
+        let production = config.campaigns.production;
+        let mut deps = Self::with(build_pool(&common.database)?, config)?;
+        if production && deps.config.campaigns.ses.is_none() {
             tracing::error!(
                 "APP_ENV=production without SES_FROM_ADDRESS: campaign e-mails and e-mail notifications FAIL (no local sink in production)"
             );

@@ -12,7 +12,7 @@
 
 use crate::{Deps, Message, Outcome, deliver};
 use crm_domain::{
-    enrichment::store::{self, NotificationClaim, NotificationToSend},
+    enrichment::managers::{self as store, NotificationClaim, NotificationToSend},
     jobs::NotifyManager,
     mail::{MailError, OutboundEmail},
     webhooks_out::Verdict,

@@ -122,7 +122,10 @@ impl Call {
             qs.insert(k, json!(v));
         }
         if qs.is_empty() {
-            self.ev.as_object_mut().unwrap().remove("queryStringParameters");
+            self.ev
+                .as_object_mut()
+                .unwrap()
+                .remove("queryStringParameters");
         } else {
             self.ev["queryStringParameters"] = Value::Object(qs);
         }

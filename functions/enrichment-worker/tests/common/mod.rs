@@ -13,7 +13,10 @@ use enrichment_worker::{Deps, EnrichmentConfig, Message, Outcome, process};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use wiremock::MockServer;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{basic_auth, bearer_token, method, path, query_param},
+};
 
 pub const USER: &str = "crm-diretrix";
 pub const PASS: &str = "diretrix-pass";
@@ -225,4 +228,72 @@ pub fn work_body(cpf: &str, name: &str) -> Value {
         "enderecos": [{"logradouro": "RUA DAS FLORES", "numero": "100", "bairro": "CENTRO", "cidade": "SAO PAULO", "uf": "SP", "cep": "01000000"}],
         "empresas": [{"cnpj": "12345678000190", "relacao": "SOCIO"}]
     })
+}
+
+pub const PHONE_PATH: &str = "/diretrix/Consultas/Pessoa/Telefone/11987654321";
+pub const EMAIL_PATH: &str = "/diretrix/Consultas/Pessoa/Email/maria.silva@gmail.com";
+
+pub async fn diretrix(m: &Mocks, at: &str, answer: Value, times: u64) {
+    Mock::given(method("GET"))
+        .and(path(at))
+        .and(basic_auth(USER, PASS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .expect(times)
+        .mount(&m.diretrix)
+        .await;
+}
+
+pub async fn work(m: &Mocks, cpf: &str, name: &str, times: u64) {
+    Mock::given(method("GET"))
+        .and(path("/api"))
+        .and(query_param("token", WORK_TOKEN))
+        .and(query_param("modulo", "cpf"))
+        .and(query_param("consulta", cpf))
+        .respond_with(ResponseTemplate::new(200).set_body_json(work_body(cpf, name)))
+        .expect(times)
+        .mount(&m.work)
+        .await;
+}
+
+pub async fn c2s_accepts(m: &Mocks, lead_id: &str, times: u64) {
+    Mock::given(method("POST"))
+        .and(path(format!("/integration/leads/{lead_id}/create_message")))
+        .and(bearer_token(C2S_TOKEN))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"ok": true})))
+        .expect(times)
+        .mount(&m.c2s)
+        .await;
+}
+
+/// The one note C2S received for the lead, checked for its exact shape.
+pub async fn posted_note(m: &Mocks, lead_id: &str) -> String {
+    posted_note_at(
+        m,
+        &format!("/integration/leads/{lead_id}/create_message"),
+        lead_id,
+    )
+    .await
+}
+
+pub async fn posted_note_at(m: &Mocks, at: &str, lead_id: &str) -> String {
+    let reqs = m.c2s.received_requests().await.unwrap();
+    let mine: Vec<_> = reqs.iter().filter(|r| r.url.path() == at).collect();
+    assert_eq!(mine.len(), 1, "exactly one note post");
+    let body: Value = serde_json::from_slice(&mine[0].body).unwrap();
+    assert_eq!(
+        mine[0].headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    assert_eq!(body["leadId"], json!(lead_id));
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    body["body"].as_str().unwrap().to_string()
+}
+
+pub fn deps_local(db: &TestDb) -> enrichment_worker::Deps {
+    deps(db, config(None, &[]))
+}
+
+/// The note `lead-12`'s data produce (phone only, Work data of `work_body`).
+pub fn expected_phone_only_note() -> String {
+    "📞 Dados encontrados somente pelo telefone (e-mail: não informado)\n\n✅ DADOS PESSOAIS\nNome: MARIA DA SILVA\nCPF: 52998224725\nNascimento: 01/02/1980\nSexo: F\nMãe: ANA DA SILVA\n\n💰 DADOS FINANCEIROS\nRenda: 3.500,00\nPoder aquisitivo: MEDIO (faixa 3)\nScore: 650 (BAIXO RISCO)\n\n📧 EMAILS\n• maria.silva@gmail.com\n\n📱 TELEFONES\n• 11987654321 (MOVEL) ✅ WhatsApp\n\n🏠 ENDEREÇOS\n• RUA DAS FLORES, 100 - CENTRO - SAO PAULO/SP - CEP 01000000\n\n🏢 EMPRESAS\n• 12345678000190 (SOCIO)".to_string()
 }

@@ -25,7 +25,9 @@ pub fn db_err(err: tokio_postgres::Error, context: &'static str) -> ApiError {
         DbFault::UniqueViolation {
             constraint: Some(c),
         } => match c.as_str() {
-            "segments_name_unique" => ApiError::conflict("name", "is already used by another segment"),
+            "segments_name_unique" => {
+                ApiError::conflict("name", "is already used by another segment")
+            }
             "message_templates_content_sid_key" => {
                 ApiError::conflict("content_sid", "is already used by another template")
             }

@@ -14,6 +14,7 @@
 //!   channel, an unknown variable).
 
 use super::{
+    delivery,
     segment::{SegmentFilter, Sql},
     template::{self, UNSUBSCRIBE_URL},
 };
@@ -52,6 +53,9 @@ pub struct Sample {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     pub body: String,
+    /// Why this contact's message could not be rendered (variable names only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Placeholder text for the unsubscribe link in dry-run samples (each real
@@ -150,10 +154,13 @@ fn value_expr(q: &mut Sql, name: &str) -> Option<String> {
 pub fn audience_sql(plan: &Plan) -> Sql {
     let mut q = Sql::new("");
     let channel = q.bind(plan.channel.clone());
-    let mut reason = format!(
-        "case when exists (select 1 from opt_outs o where o.contact_id = c.id and o.channel = {channel}::text) \
-         then 'opted_out'"
+    // Opt-outs and the WhatsApp window are hash joins (opt_outs is unique
+    // per contact and channel; the window subquery is distinct), so the
+    // statement costs one pass over contacts.
+    let mut from = format!(
+        "contacts c left join opt_outs o on o.contact_id = c.id and o.channel = {channel}::text"
     );
+    let mut reason = "case when o.contact_id is not null then 'opted_out'".to_string();
     let no_address = match plan.channel.as_str() {
         "email" => Some("c.email is null"),
         "sms" | "whatsapp" => Some("c.phone is null"),
@@ -163,10 +170,11 @@ pub fn audience_sql(plan: &Plan) -> Sql {
         reason.push_str(&format!(" when {cond} then 'no_address'"));
     }
     if plan.channel == "whatsapp" && plan.content_sid.is_none() {
-        reason.push_str(
-            " when not exists (select 1 from messages m where m.contact_id = c.id and m.direction = 'in' \
-             and m.channel = 'whatsapp' and m.created_at > now() - interval '24 hours') then 'window_closed'",
+        from.push_str(
+            " left join (select distinct m.contact_id from messages m where m.direction = 'in' \
+             and m.channel = 'whatsapp' and m.created_at > now() - interval '24 hours') w on w.contact_id = c.id",
         );
+        reason.push_str(" when w.contact_id is null then 'window_closed'");
     }
     match plan.usable_names() {
         None => reason.push_str(" else 'invalid_template'"),
@@ -185,7 +193,7 @@ pub fn audience_sql(plan: &Plan) -> Sql {
         }
     }
     reason.push_str(" end");
-    q.text = format!("select c.id as contact_id, {reason} as reason from contacts c where true");
+    q.text = format!("select c.id as contact_id, {reason} as reason from {from} where true");
     plan.filter.push_where(&mut q);
     q
 }
@@ -198,16 +206,7 @@ pub async fn snapshot(
     campaign_id: Uuid,
 ) -> anyhow::Result<SnapshotSummary> {
     let plan = load_plan(db, campaign_id).await?;
-    let mut q = audience_sql(&plan);
-    let cid = q.bind(campaign_id);
-    q.text = format!(
-        "with aud as ({}), \
-         ins as (insert into campaign_deliveries (campaign_id, contact_id, status, skip_reason) \
-                 select {cid}, a.contact_id, case when a.reason is null then 'queued' else 'skipped' end, a.reason \
-                 from aud a on conflict (campaign_id, contact_id) do nothing returning skip_reason) \
-         select skip_reason, count(*) from ins group by skip_reason",
-        q.text
-    );
+    let q = snapshot_sql(&plan);
     let rows = db
         .query(q.text.as_str(), &q.params())
         .await
@@ -234,6 +233,29 @@ pub async fn snapshot(
         .await
         .context("recording the snapshot on the campaign")?;
     Ok(summary)
+}
+
+/// The snapshot statement: the audience inserted into the ledger, answering
+/// `(skip_reason, count)` of the rows it inserted. Row ids are UUIDv7-shaped
+/// (the statement's millisecond, 48 random bits, then a counter), so the
+/// 100k-row insert appends to the primary key and ledger indexes instead of
+/// splitting random pages, and ledger pages by id follow contact order.
+pub fn snapshot_sql(plan: &Plan) -> Sql {
+    let mut q = audience_sql(plan);
+    let cid = q.bind(plan.campaign_id);
+    q.text = format!(
+        "with aud as ({}), \
+         k as (select lpad(to_hex((extract(epoch from clock_timestamp()) * 1000)::bigint), 12, '0') as ms, \
+                      md5(random()::text || clock_timestamp()::text) as r), \
+         ins as (insert into campaign_deliveries (id, campaign_id, contact_id, status, skip_reason) \
+                 select (k.ms || '7' || substr(k.r, 1, 3) || '8' || substr(k.r, 4, 9) \
+                         || lpad(to_hex(row_number() over (order by a.contact_id)), 6, '0'))::uuid, \
+                        {cid}, a.contact_id, case when a.reason is null then 'queued' else 'skipped' end, a.reason \
+                 from aud a cross join k on conflict (campaign_id, contact_id) do nothing returning skip_reason) \
+         select skip_reason, count(*) from ins group by skip_reason",
+        q.text
+    );
+    q
 }
 
 /// The counts a snapshot taken now would write, and three rendered samples.
@@ -271,24 +293,35 @@ pub async fn dry_run(db: &impl GenericClient, campaign_id: Uuid) -> anyhow::Resu
         .map(|r| r.get(0))
         .collect();
     for contact_id in ids {
-        let mut values: HashMap<String, String> =
-            template::contact_values(db, contact_id).await?;
+        let mut values: HashMap<String, String> = template::contact_values(db, contact_id).await?;
         values.insert(UNSUBSCRIBE_URL.into(), SAMPLE_UNSUBSCRIBE_URL.into());
-        // The audience SQL already required every value; a render error here
-        // would mean the two rules disagree, so it is reported, not hidden.
-        let body = template::render(&plan.body, &plan.variables, &values)
-            .with_context(|| format!("rendering the sample for contact {contact_id}"))?;
-        let subject = plan
-            .subject
-            .as_deref()
-            .map(|s| template::render(s, &plan.variables, &values))
-            .transpose()
-            .with_context(|| format!("rendering the sample subject for contact {contact_id}"))?;
-        out.samples.push(Sample {
-            contact_id,
-            subject,
-            body,
-        });
+        // The send worker's own rendering (with its unsubscribe line), so a
+        // sample is the message that contact would get. The audience SQL
+        // already required every value; a render failure left (e.g. a text
+        // too long once the link is added) is shown on the sample, by reason.
+        let sample = match delivery::render_all(
+            &plan.channel,
+            &plan.body,
+            plan.subject.clone(),
+            plan.content_sid.is_some(),
+            &plan.variables,
+            &values,
+            SAMPLE_UNSUBSCRIBE_URL,
+        ) {
+            Ok(r) => Sample {
+                contact_id,
+                subject: r.subject,
+                body: r.text,
+                error: None,
+            },
+            Err(why) => Sample {
+                contact_id,
+                subject: None,
+                body: String::new(),
+                error: Some(why),
+            },
+        };
+        out.samples.push(sample);
     }
     Ok(out)
 }

@@ -29,7 +29,13 @@ pub async fn record(db: &impl GenericClient, e: &AuditEntry<'_>) -> anyhow::Resu
         .context("preparing the audit insert")?;
     db.execute(
         &stmt,
-        &[&e.action, &e.actor, &e.target_type, &e.target_id, &e.details],
+        &[
+            &e.action,
+            &e.actor,
+            &e.target_type,
+            &e.target_id,
+            &e.details,
+        ],
     )
     .await
     .with_context(|| format!("writing audit entry {}", e.action))?;
@@ -85,6 +91,10 @@ pub async fn list(
             )
         })
         .collect();
-    let next = if more { items.last().map(|(id, _)| *id) } else { None };
+    let next = if more {
+        items.last().map(|(id, _)| *id)
+    } else {
+        None
+    };
     Ok((items.into_iter().map(|(_, v)| v).collect(), next))
 }

@@ -22,16 +22,23 @@
 //! - Nothing here logs or stores a body, an address or a name: errors carry
 //!   codes and variable names only.
 
+mod record;
+mod render;
+
+pub use record::{
+    record_delivered, record_failed, record_sent, release, status, sync_from_message,
+};
+pub use render::{Links, Rendered, render_all, unsubscribe_line};
+
 use crate::{
     campaigns::{switch, template},
     db::GenericClient,
-    secret::Secret,
-    unsubscribe::{self, Unsubscribe},
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
-use std::{collections::HashMap, time::Duration};
+use render::positional;
+use serde_json::Value;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// `error_code` of a row whose provider call has an unknown outcome.
@@ -40,51 +47,6 @@ pub const UNCERTAIN: &str = "uncertain";
 pub const INVALID_TEMPLATE: &str = "invalid_template";
 /// `error_code` of a row whose retries ran out.
 pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
-
-/// How unsubscribe links are made: `{base_url}/api/v1/crm/unsubscribe?token=…`,
-/// signed with `UNSUBSCRIBE_SECRET`, valid for `ttl`.
-#[derive(Clone)]
-pub struct Links {
-    pub base_url: String,
-    pub secret: Secret,
-    pub ttl: Duration,
-}
-
-impl std::fmt::Debug for Links {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Links")
-            .field("base_url", &self.base_url)
-            .field("secret", &"***")
-            .field("ttl", &self.ttl)
-            .finish()
-    }
-}
-
-impl Links {
-    /// The signed link for one contact, channel and campaign.
-    pub fn url(
-        &self,
-        contact_id: Uuid,
-        channel: &str,
-        campaign_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> String {
-        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let token = unsubscribe::sign(
-            &self.secret,
-            &Unsubscribe {
-                contact_id,
-                channel: channel.to_string(),
-                campaign_id: Some(campaign_id),
-                expires: now.timestamp().saturating_add(ttl),
-            },
-        );
-        format!(
-            "{}/api/v1/crm/unsubscribe?token={token}",
-            self.base_url.trim_end_matches('/')
-        )
-    }
-}
 
 /// What a prepared e-mail or webhook delivery sends.
 #[derive(Debug, Clone, PartialEq)]
@@ -373,80 +335,6 @@ async fn decide(
     }
 }
 
-/// The template's `variables` jsonb array as names (non-strings ignored).
-fn positional(v: Option<Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|i| match i {
-                Value::String(s) => s,
-                _ => String::new(),
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// A delivery's rendered content.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
-    pub subject: Option<String>,
-    pub text: String,
-    /// WhatsApp content templates: Twilio's `ContentVariables`.
-    pub variables: Option<Map<String, Value>>,
-}
-
-/// The unsubscribe line appended to e-mail and SMS texts that do not place
-/// `{{unsubscribe_url}}` themselves.
-pub fn unsubscribe_line(channel: &str, url: &str) -> String {
-    match channel {
-        "email" => format!("\n\n--\nUnsubscribe: {url}"),
-        _ => format!("\n\nOpt out: {url}"),
-    }
-}
-
-/// Renders a delivery's subject, text and WhatsApp variables; the error is
-/// the reason (variable names only, never values).
-pub fn render_all(
-    channel: &str,
-    body: &str,
-    subject: Option<String>,
-    content_template: bool,
-    positional: &[String],
-    values: &HashMap<String, String>,
-    unsubscribe_url: &str,
-) -> Result<Rendered, String> {
-    let mut text = template::render(body, positional, values).map_err(|e| e.to_string())?;
-    if matches!(channel, "email" | "sms") && !text.contains(unsubscribe_url) {
-        text.push_str(&unsubscribe_line(channel, unsubscribe_url));
-    }
-    if text.chars().count() > template::MAX_RENDERED_CHARS {
-        return Err(format!(
-            "rendered text with its unsubscribe line is longer than {} characters",
-            template::MAX_RENDERED_CHARS
-        ));
-    }
-    let subject = match (channel, subject) {
-        ("email", Some(s)) => {
-            let s = template::render(&s, positional, values).map_err(|e| e.to_string())?;
-            // A header value: one line.
-            Some(s.replace(['\r', '\n'], " "))
-        }
-        ("email", None) => return Err("an e-mail template needs a subject".into()),
-        _ => None,
-    };
-    let variables = if channel == "whatsapp" && content_template {
-        Some(template::content_variables(positional, values).map_err(|e| e.to_string())?)
-    } else {
-        None
-    };
-    Ok(Rendered {
-        subject,
-        text,
-        variables,
-    })
-}
-
 /// The outbound message of a WhatsApp/SMS delivery, linked to the row, with
 /// its ContentVariables in `message_sends` for a content template.
 async fn create_message(
@@ -556,232 +444,4 @@ async fn fail(
     .await
     .context("failing the delivery")?;
     Ok(())
-}
-
-/// The provider took an e-mail: `sent` with its message id.
-pub async fn record_sent(
-    db: &impl GenericClient,
-    delivery_id: Uuid,
-    provider_id: &str,
-) -> anyhow::Result<()> {
-    db.execute(
-        "update campaign_deliveries set status = 'sent', provider_id = $2, sent_at = now(), \
-           error_code = null, error = null, updated_at = now() \
-         where id = $1 and status = 'sending'",
-        &[&delivery_id, &provider_id],
-    )
-    .await
-    .context("recording the sent delivery")?;
-    Ok(())
-}
-
-/// The webhook receiver answered 2xx: `delivered` (there is no later callback).
-pub async fn record_delivered(
-    db: &impl GenericClient,
-    delivery_id: Uuid,
-    provider_id: &str,
-) -> anyhow::Result<()> {
-    db.execute(
-        "update campaign_deliveries set status = 'delivered', provider_id = $2, sent_at = now(), \
-           delivered_at = now(), error_code = null, error = null, updated_at = now() \
-         where id = $1 and status = 'sending'",
-        &[&delivery_id, &provider_id],
-    )
-    .await
-    .context("recording the delivered delivery")?;
-    Ok(())
-}
-
-/// For good: `failed` with a code and a reason free of content.
-pub async fn record_failed(
-    db: &impl GenericClient,
-    delivery_id: Uuid,
-    code: &str,
-    reason: &str,
-) -> anyhow::Result<()> {
-    fail(db, delivery_id, code, reason).await
-}
-
-/// The provider provably did not take it (throttled, 5xx, no connection):
-/// the claim is cleared so a later receive may try again.
-pub async fn release(
-    db: &impl GenericClient,
-    delivery_id: Uuid,
-    reason: &str,
-) -> anyhow::Result<()> {
-    let reason: String = reason.chars().take(1000).collect();
-    db.execute(
-        "update campaign_deliveries set attempted_at = null, error_code = 'retryable', error = $2, \
-           updated_at = now() where id = $1 and status = 'sending'",
-        &[&delivery_id, &reason],
-    )
-    .await
-    .context("releasing the provider call")?;
-    Ok(())
-}
-
-/// Moves the ledger row linked to a message after the message's own status:
-/// handed to Twilio (a SID) → `sent`; delivered/read → `delivered`;
-/// failed/undelivered/canceled → `failed` with Twilio's error code. Forward
-/// only (`sending` → `sent` → `delivered` | `failed`). Runs inside the
-/// transaction that changed the message (the send worker's record, a status
-/// callback). Returns the row's status after it, or `None` when the message
-/// belongs to no delivery.
-pub async fn sync_from_message(
-    db: &impl GenericClient,
-    message_id: Uuid,
-) -> anyhow::Result<Option<String>> {
-    let stmt = db
-        .prepare_cached(
-            "with m as ( \
-               select id, provider_sid, error_code, error_message, \
-                      case when status in ('delivered', 'read') then 'delivered' \
-                           when status in ('failed', 'undelivered', 'canceled') then 'failed' \
-                           when provider_sid is not null then 'sent' end as next \
-               from messages where id = $1) \
-             update campaign_deliveries d set \
-               status = m.next, \
-               provider_id = coalesce(d.provider_id, m.provider_sid), \
-               sent_at = case when m.provider_sid is not null then coalesce(d.sent_at, now()) else d.sent_at end, \
-               delivered_at = case when m.next = 'delivered' then now() else d.delivered_at end, \
-               failed_at = case when m.next = 'failed' then now() else d.failed_at end, \
-               error_code = case when m.next = 'failed' then coalesce(m.error_code::text, \
-                                   case when m.error_message like 'uncertain%' then 'uncertain' else 'failed' end) \
-                                 when m.next = 'sent' then null else d.error_code end, \
-               error = case when m.next = 'failed' then left(coalesce(m.error_message, 'the message failed'), 1000) \
-                            when m.next = 'sent' then null else d.error end, \
-               updated_at = now() \
-             from m \
-             where d.message_id = m.id and m.next is not null and d.status <> m.next \
-               and (d.status = 'sending' or (d.status = 'sent' and m.next in ('delivered', 'failed'))) \
-             returning d.status",
-        )
-        .await
-        .context("preparing the ledger update from the message")?;
-    if let Some(row) = db
-        .query_opt(&stmt, &[&message_id])
-        .await
-        .context("moving the ledger row after its message")?
-    {
-        return Ok(Some(row.get(0)));
-    }
-    let row = db
-        .query_opt(
-            "select status from campaign_deliveries where message_id = $1",
-            &[&message_id],
-        )
-        .await
-        .context("reading the message's ledger row")?;
-    Ok(row.map(|r| r.get(0)))
-}
-
-/// The row's current status (tests and the worker's final answer).
-pub async fn status(db: &impl GenericClient, delivery_id: Uuid) -> anyhow::Result<Option<String>> {
-    let row = db
-        .query_opt(
-            "select status from campaign_deliveries where id = $1",
-            &[&delivery_id],
-        )
-        .await
-        .context("reading the delivery status")?;
-    Ok(row.map(|r| r.get(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn values() -> HashMap<String, String> {
-        [
-            ("contact.first_name", "Ana"),
-            ("unsubscribe_url", "https://crm.example.com/u?token=t"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
-
-    #[test]
-    fn email_and_sms_texts_get_the_unsubscribe_link_once() {
-        let url = "https://crm.example.com/u?token=t";
-        let e = render_all(
-            "email",
-            "Hi {{contact.first_name}}",
-            Some("For {{1}}".into()),
-            false,
-            &["contact.first_name".into()],
-            &values(),
-            url,
-        )
-        .unwrap();
-        assert_eq!(e.subject.as_deref(), Some("For Ana"));
-        assert_eq!(e.text, format!("Hi Ana\n\n--\nUnsubscribe: {url}"));
-        let s = render_all(
-            "sms",
-            "Hi {{1}}, leave: {{unsubscribe_url}}",
-            None,
-            false,
-            &["contact.first_name".into()],
-            &values(),
-            url,
-        )
-        .unwrap();
-        assert_eq!(
-            s.text,
-            format!("Hi Ana, leave: {url}"),
-            "placed once, not appended"
-        );
-        let w = render_all(
-            "whatsapp",
-            "Hi {{1}}",
-            None,
-            true,
-            &["contact.first_name".into()],
-            &values(),
-            "",
-        )
-        .unwrap();
-        assert_eq!(w.text, "Hi Ana");
-        assert_eq!(
-            w.variables.unwrap().get("1"),
-            Some(&Value::String("Ana".into()))
-        );
-    }
-
-    #[test]
-    fn render_failures_name_the_variable_not_a_value() {
-        let err = render_all(
-            "email",
-            "Hi {{contact.company}}",
-            Some("S".into()),
-            false,
-            &[],
-            &values(),
-            "u",
-        )
-        .unwrap_err();
-        assert!(err.contains("contact.company"), "{err}");
-        assert!(render_all("email", "Hi", None, false, &[], &values(), "u").is_err());
-    }
-
-    #[test]
-    fn links_verify_with_the_secret_and_carry_ids_only() {
-        let links = Links {
-            base_url: "https://crm.example.com/".into(),
-            secret: Secret::new("unsub-secret").unwrap(),
-            ttl: Duration::from_secs(90 * 86_400),
-        };
-        let (contact, campaign) = (Uuid::new_v4(), Uuid::new_v4());
-        let now = Utc::now();
-        let url = links.url(contact, "email", campaign, now);
-        let token = url
-            .strip_prefix("https://crm.example.com/api/v1/crm/unsubscribe?token=")
-            .unwrap();
-        let claims = unsubscribe::verify(&links.secret, token, now).unwrap();
-        assert_eq!(claims.contact_id, contact);
-        assert_eq!(claims.campaign_id, Some(campaign));
-        assert_eq!(claims.channel, "email");
-        assert_eq!(claims.expires, now.timestamp() + 90 * 86_400);
-        assert!(!format!("{links:?}").contains("unsub-secret"));
-    }
 }

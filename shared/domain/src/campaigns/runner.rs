@@ -151,6 +151,28 @@ pub async fn release_lease(db: &impl GenericClient, lease: &Lease) -> anyhow::Re
     Ok(())
 }
 
+/// Gives the lease up because the campaign stopped: it is no longer
+/// `sending`, or the `crm` module is off. Checked in the same statement, so
+/// a resume (or the module turned back on) that lands between the runner's
+/// read and this call keeps the lease with this runner — whose next batch
+/// sees `sending` and goes on — instead of leaving the campaign with no
+/// runner (the resume's job was dropped while the lease was held).
+/// `Some(status)`: stopped; `None`: running again (or the lease is gone).
+pub async fn stop(db: &impl GenericClient, lease: &Lease) -> anyhow::Result<Option<String>> {
+    let row = db
+        .query_opt(
+            "update campaigns c set runner_lease_until = null \
+             where c.id = $1 and c.runner_lease_until = $2 \
+               and (c.status <> 'sending' \
+                    or exists (select 1 from module_switches m where m.module = 'crm' and not m.enabled)) \
+             returning c.status",
+            &[&lease.campaign_id, &lease.until],
+        )
+        .await
+        .context("stopping the campaign run")?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// What [`start`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Started {

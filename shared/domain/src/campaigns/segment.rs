@@ -341,7 +341,10 @@ mod tests {
         let f = SegmentFilter::parse(&raw).unwrap();
         assert_eq!(f.reply_status, vec!["interested", "question"]);
         assert_eq!(SegmentFilter::parse(&f.to_json()).unwrap(), f);
-        assert_eq!(SegmentFilter::parse(&json!({})).unwrap().to_json(), json!({}));
+        assert_eq!(
+            SegmentFilter::parse(&json!({})).unwrap().to_json(),
+            json!({})
+        );
     }
 
     #[test]
@@ -352,7 +355,10 @@ mod tests {
             (json!({"reply_status": ["happy"]}), "filter.reply_status"),
             (json!({"tags_any": "vip"}), "filter.tags_any"),
             (json!({"has_phone": "yes"}), "filter.has_phone"),
-            (json!({"created_after": "yesterday"}), "filter.created_after"),
+            (
+                json!({"created_after": "yesterday"}),
+                "filter.created_after",
+            ),
             (
                 json!({"created_after": "2026-02-01T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"}),
                 "filter.created_before",

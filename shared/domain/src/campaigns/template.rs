@@ -52,9 +52,7 @@ pub enum RenderError {
 
 /// Whether `name` is a value name templates may use.
 pub fn is_known_name(name: &str) -> bool {
-    CONTACT_FIELDS.contains(&name)
-        || name == UNSUBSCRIBE_URL
-        || attribute_key(name).is_some()
+    CONTACT_FIELDS.contains(&name) || name == UNSUBSCRIBE_URL || attribute_key(name).is_some()
 }
 
 /// `contact.attributes.<key>` → `<key>` (letters, digits, `_` and `-`, 1–64).
@@ -316,8 +314,7 @@ mod tests {
     #[test]
     fn content_variables_follow_the_positional_order() {
         let v = vals(&[("contact.first_name", "Ana"), ("contact.company", "Acme")]);
-        let vars =
-            content_variables(&pos(&["contact.first_name", "contact.company"]), &v).unwrap();
+        let vars = content_variables(&pos(&["contact.first_name", "contact.company"]), &v).unwrap();
         assert_eq!(
             Value::Object(vars),
             serde_json::json!({"1": "Ana", "2": "Acme"})
@@ -329,7 +326,10 @@ mod tests {
     fn required_names_are_unique_and_checked() {
         assert_eq!(
             required_names(
-                &["{{1}} {{contact.company}}", "{{contact.attributes.plan}} {{1}}"],
+                &[
+                    "{{1}} {{contact.company}}",
+                    "{{contact.attributes.plan}} {{1}}"
+                ],
                 &pos(&["contact.first_name"])
             )
             .unwrap(),

@@ -29,7 +29,14 @@ use std::collections::HashMap;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-pub const STATUSES: &[&str] = &["draft", "queued", "sending", "paused", "cancelled", "finished"];
+pub const STATUSES: &[&str] = &[
+    "draft",
+    "queued",
+    "sending",
+    "paused",
+    "cancelled",
+    "finished",
+];
 pub const DELIVERY_STATUSES: &[&str] = &[
     "queued",
     "sending",
@@ -151,7 +158,8 @@ pub async fn list(
         .map(|r| campaign_json(r, c.get(&r.get::<_, Uuid>(0))))
         .collect();
     let next = if more {
-        rows.last().map(|r| encode_cursor("k1", r.get(13), r.get(0)))
+        rows.last()
+            .map(|r| encode_cursor("k1", r.get(13), r.get(0)))
     } else {
         None
     };
@@ -168,7 +176,10 @@ pub struct CampaignFields {
 }
 
 impl CampaignFields {
-    pub fn parse(body: Map<String, Value>, base: Option<&CampaignFields>) -> Result<Self, ApiError> {
+    pub fn parse(
+        body: Map<String, Value>,
+        base: Option<&CampaignFields>,
+    ) -> Result<Self, ApiError> {
         let f = Fields::new(body, &["name", "channel", "segment_id", "template_id"])?;
         let name = match (f.text("name", 200)?, base) {
             (Patch::Set(v), _) => v,
@@ -194,7 +205,11 @@ impl CampaignFields {
         Ok(Self {
             name,
             channel,
-            segment_id: id(f.uuid("segment_id")?, "segment_id", base.map(|b| b.segment_id))?,
+            segment_id: id(
+                f.uuid("segment_id")?,
+                "segment_id",
+                base.map(|b| b.segment_id),
+            )?,
             template_id: id(
                 f.uuid("template_id")?,
                 "template_id",
@@ -248,7 +263,13 @@ pub async fn create(
     let r = db
         .query_one(
             sql.as_str(),
-            &[&f.name, &f.channel, &f.segment_id, &f.template_id, &who.actor()],
+            &[
+                &f.name,
+                &f.channel,
+                &f.segment_id,
+                &f.template_id,
+                &who.actor(),
+            ],
         )
         .await
         .map_err(|e| db_err(e, "creating a campaign"))?;

@@ -110,7 +110,10 @@ fn one_of(field: &str, value: String, allowed: &[&str]) -> Result<String, ApiErr
 
 impl TemplateFields {
     /// `base` is the stored template for a patch, `None` for a create.
-    pub fn parse(body: Map<String, Value>, base: Option<&TemplateFields>) -> Result<Self, ApiError> {
+    pub fn parse(
+        body: Map<String, Value>,
+        base: Option<&TemplateFields>,
+    ) -> Result<Self, ApiError> {
         let vars_raw = body.get("variables").cloned();
         let f = Fields::new(body, TEMPLATE_KEYS)?;
         let pick = |patch: Patch<String>, name: &str, old: Option<&String>| match (patch, old) {
@@ -148,10 +151,16 @@ impl TemplateFields {
             Patch::Absent => base.map(|b| b.variables.clone()).unwrap_or_default(),
         };
         if channel == "email" && subject.is_none() {
-            return Err(ApiError::validation("subject", "is required for e-mail templates"));
+            return Err(ApiError::validation(
+                "subject",
+                "is required for e-mail templates",
+            ));
         }
         if channel != "email" && subject.is_some() {
-            return Err(ApiError::validation("subject", "is only for e-mail templates"));
+            return Err(ApiError::validation(
+                "subject",
+                "is only for e-mail templates",
+            ));
         }
         if let Some(sid) = &content_sid {
             if channel != "whatsapp" {
@@ -224,11 +233,7 @@ pub async fn list_templates(
     Ok(json!({"items": rows.iter().map(template_json).collect::<Vec<_>>()}))
 }
 
-async fn template_row(
-    db: &impl GenericClient,
-    id: Uuid,
-    lock: bool,
-) -> Result<Row, ApiError> {
+async fn template_row(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Row, ApiError> {
     let sql = format!(
         "select {TEMPLATE_COLUMNS} from message_templates where id = $1{}",
         if lock { " for update" } else { "" }
@@ -317,8 +322,7 @@ pub async fn update_template(
     if t != base && template_busy(db, id).await? {
         return Err(ApiError::Refused {
             code: "template_in_use",
-            message: "The template is used by an active campaign; pause or cancel it first"
-                .into(),
+            message: "The template is used by an active campaign; pause or cancel it first".into(),
         });
     }
     let sql = format!(
@@ -454,7 +458,10 @@ async fn check_references(db: &impl GenericClient, f: &SegmentFilter) -> Result<
     let (pipeline, stages) = f.referenced_ids();
     if let Some(p) = pipeline {
         let found: bool = db
-            .query_one("select exists (select 1 from pipelines where id = $1)", &[&p])
+            .query_one(
+                "select exists (select 1 from pipelines where id = $1)",
+                &[&p],
+            )
             .await
             .map_err(|e| db_err(e, "checking the pipeline"))?
             .get(0);
@@ -659,7 +666,8 @@ pub async fn preview_segment(
     let more = rows.len() as i64 > limit;
     let rows = &rows[..rows.len().min(limit as usize)];
     let next = if more {
-        rows.last().map(|r| encode_cursor("sp1", r.get(5), r.get(0)))
+        rows.last()
+            .map(|r| encode_cursor("sp1", r.get(5), r.get(0)))
     } else {
         None
     };
@@ -724,7 +732,7 @@ impl ChannelUpdate {
         let rate_per_second = match body.get("rate_per_second") {
             None => None,
             Some(v) => match v.as_f64() {
-                Some(r) if r >= 0.001 && r <= 1000.0 => Some(r),
+                Some(r) if (0.001..=1000.0).contains(&r) => Some(r),
                 _ => {
                     return Err(ApiError::validation(
                         "rate_per_second",
