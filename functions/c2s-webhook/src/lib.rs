@@ -1,7 +1,8 @@
 //! Contact2Sale leads (issue 5, parts 1 and 3):
 //! - `POST /api/v1/webhooks/c2s`: C2S lead hooks, authenticated by a token
 //!   (header or URL), each element recorded, upserted and queued for the
-//!   enrichment worker (`crm_domain::c2s`);
+//!   enrichment worker (`crm_domain::c2s`), its job published right after
+//!   commit;
 //! - `GET /api/v1/webhooks/c2s/stats`: admins' per day × hook action numbers.
 //!
 //! This crate routes on method + raw path and maps outcomes to responses;
@@ -10,6 +11,7 @@
 use crm_domain::{
     c2s::{self, store},
     crm::{ApiError, input},
+    outbox::{self, Publisher},
     signature::Verifier,
 };
 use crm_platform::{
@@ -19,7 +21,9 @@ use crm_platform::{
     http,
 };
 use lambda_http::{Body, Request, RequestExt, Response};
+use std::sync::Arc;
 use tracing::Instrument;
+use uuid::Uuid;
 
 pub const WEBHOOK_PATH: &str = "/api/v1/webhooks/c2s";
 pub const STATS_PATH: &str = "/api/v1/webhooks/c2s/stats";
@@ -34,6 +38,10 @@ pub struct Deps {
     pub verifier: Verifier,
     /// JWT verification for the stats route.
     pub api: ApiConfig,
+    /// Publishes the accepted elements' enrichment jobs right after commit
+    /// (SQS in Lambda). `None` leaves them to the scheduled relay (and to
+    /// the local runner's).
+    pub publisher: Option<Arc<dyn Publisher>>,
 }
 
 impl Deps {
@@ -47,6 +55,7 @@ impl Deps {
             pool: build_pool(&common.database)?,
             verifier: common.verifier(env, "WEBHOOK_SECRET")?,
             api: ApiConfig::from_env(common, env)?,
+            publisher: None,
         })
     }
 }
@@ -100,7 +109,7 @@ async fn webhook(req: &Request, deps: &Deps) -> Response<Body> {
         query_token,
         body: http::body_bytes(req),
     };
-    let client = match deps.pool.get().await {
+    let mut client = match deps.pool.get().await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no database connection");
@@ -109,7 +118,12 @@ async fn webhook(req: &Request, deps: &Deps) -> Response<Body> {
             )));
         }
     };
-    match c2s::receive(&client, &deps.verifier, inbound).await {
+    let mut enqueued = Vec::new();
+    let outcome = c2s::receive(&client, &deps.verifier, inbound, &mut enqueued).await;
+    // Every element's statement has committed: publish the jobs they wrote
+    // (also those of the elements before a 500), then answer.
+    publish(&mut client, deps, &enqueued).await;
+    match outcome {
         Ok(answer) => {
             tracing::info!(
                 received = answer["received"].as_u64(),
@@ -124,6 +138,32 @@ async fn webhook(req: &Request, deps: &Deps) -> Response<Body> {
             tracing::info!(status = err.status(), code = err.code(), "c2s hook refused");
             http::error(&err)
         }
+    }
+}
+
+/// Publishes exactly these outbox rows (this call's jobs, never older rows
+/// of other calls). A failure is logged with ids only and never changes the
+/// answer: the rows stay unpublished for the scheduled relay.
+async fn publish(client: &mut deadpool_postgres::Client, deps: &Deps, ids: &[Uuid]) {
+    let Some(publisher) = deps.publisher.as_deref() else {
+        return;
+    };
+    if ids.is_empty() {
+        return;
+    }
+    match outbox::relay_ids(client, publisher, ids).await {
+        Ok(r) if r.failed > 0 => tracing::warn!(
+            published = r.published,
+            failed = r.failed,
+            outbox_message_ids = ?ids,
+            "enrichment jobs left to the relay"
+        ),
+        Ok(r) => tracing::debug!(published = r.published, "enrichment jobs published"),
+        Err(e) => tracing::warn!(
+            error = %crm_domain::db::loggable(&e),
+            outbox_message_ids = ?ids,
+            "publishing after commit failed; the relay publishes"
+        ),
     }
 }
 

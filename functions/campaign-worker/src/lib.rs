@@ -32,6 +32,7 @@ use crm_domain::{
 use crm_platform::{
     config::{CommonConfig, ConfigError, Env},
     db::{PgPool, build_pool},
+    queue::SqsVisibility,
     sqs_batch,
 };
 use std::{
@@ -51,7 +52,14 @@ pub struct Deps {
     /// continuation). `None`: the scheduled outbox relay publishes them.
     pub publisher: Option<Arc<dyn Publisher>>,
     pub config: Arc<RunnerConfig>,
+    /// In SQS, a failed run is received again after [`RETRY_AFTER`] (its
+    /// visibility changed) instead of the queue's long visibility timeout.
+    /// `None`: the queue's own timeout applies (tests, `cargo lambda invoke`).
+    pub visibility: Option<Arc<SqsVisibility>>,
 }
+
+/// How soon a run that failed (database, publish) is received again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 impl Deps {
     pub fn new(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
@@ -67,6 +75,7 @@ impl Deps {
             pool,
             publisher,
             config: Arc::new(config),
+            visibility: None,
         }
     }
 }
@@ -109,7 +118,19 @@ async fn process_record(record: SqsMessage, deps: &Deps, deadline: Instant) -> b
         body: record.body.as_deref().unwrap_or_default(),
         receive_count: sqs_batch::receive_count(&record),
     };
-    matches!(process(&msg, deps, deadline).await, Outcome::Done(_))
+    let delay = match process(&msg, deps, deadline).await {
+        Outcome::Done(_) => return true,
+        Outcome::Retry { .. } => RETRY_AFTER,
+        // Visible again at once: the redrive to the DLQ need not wait.
+        Outcome::DeadLetter { .. } => Duration::ZERO,
+    };
+    if let (Some(visibility), Some(receipt)) = (&deps.visibility, record.receipt_handle.as_deref())
+        && let Err(e) = visibility.delay(receipt, delay).await
+    {
+        // The queue's own visibility timeout then applies; still retried.
+        tracing::warn!(message_id = msg.message_id, error = %crm_domain::db::loggable(&e), "could not delay the message");
+    }
+    false
 }
 
 /// Processes one message until `deadline`; the shared core of the Lambda

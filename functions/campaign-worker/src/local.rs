@@ -4,18 +4,13 @@
 //! failed run is received again after a pause, up to `CAMPAIGN_RECEIVE_MAX`
 //! receives; a poison message is dropped with its reason recorded.
 
-use crate::{Deps, Message, Outcome, process};
+use crate::{Deps, Message, Outcome, RETRY_AFTER, process};
 use crm_platform::queue::LocalMessage;
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 use tokio::sync::{Semaphore, mpsc};
 
 /// Campaigns run at once.
 const CONCURRENCY: usize = 8;
-/// Pause before a retry (SQS's visibility timeout plays this part in AWS).
-const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 pub fn spawn(
     mut queue: mpsc::UnboundedReceiver<LocalMessage>,

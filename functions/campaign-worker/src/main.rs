@@ -1,9 +1,9 @@
 use aws_lambda_events::sqs::SqsEvent;
 use campaign_worker::{Deps, handle};
-use crm_domain::outbox::Publisher;
+use crm_domain::outbox::{Publisher, QueueName};
 use crm_platform::{
     config::{CommonConfig, Env},
-    queue::SqsPublisher,
+    queue::{SqsPublisher, SqsVisibility},
     telemetry,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -23,8 +23,12 @@ async fn main() -> Result<(), Error> {
     let urls = SqsPublisher::urls_from_env(&env);
     if !urls.is_empty() {
         let aws = aws_config::load_from_env().await;
-        let publisher: Arc<dyn Publisher> =
-            Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), urls));
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        // A failed run comes back after RETRY_AFTER, not the queue's 900 s.
+        if let Some(url) = urls.get(&QueueName::Campaign) {
+            deps.visibility = Some(Arc::new(SqsVisibility::new(sqs.clone(), url.clone())));
+        }
+        let publisher: Arc<dyn Publisher> = Arc::new(SqsPublisher::new(sqs, urls));
         deps.publisher = Some(publisher);
     }
     let deps: &'static Deps = Box::leak(Box::new(deps));

@@ -25,8 +25,10 @@ use crm_domain::{
     campaigns::{
         api::{
             self as repo, campaigns as camp,
-            catalog::{self, ChannelUpdate, SegmentFields, TemplateFields},
+            channels::{self, ChannelUpdate},
             compliance,
+            segments::{self, SegmentFields},
+            templates::{self, TemplateFields},
         },
         audit::{self, AuditQuery},
         switch,
@@ -311,16 +313,16 @@ async fn serve(
                 .await?
             }
             "/api/v1/crm/templates" => {
-                catalog::list_templates(db, q(req, "channel").as_deref()).await?
+                templates::list_templates(db, q(req, "channel").as_deref()).await?
             }
-            "/api/v1/crm/templates/{id}" => catalog::get_template(db, id()?).await?,
-            "/api/v1/crm/segments" => catalog::list_segments(db).await?,
-            "/api/v1/crm/segments/{id}" => catalog::get_segment(db, id()?).await?,
+            "/api/v1/crm/templates/{id}" => templates::get_template(db, id()?).await?,
+            "/api/v1/crm/segments" => segments::list_segments(db).await?,
+            "/api/v1/crm/segments/{id}" => segments::get_segment(db, id()?).await?,
             "/api/v1/crm/segments/{id}/preview" => {
-                catalog::preview_segment(db, id()?, q(req, "cursor").as_deref(), limit(50, 200)?)
+                segments::preview_segment(db, id()?, q(req, "cursor").as_deref(), limit(50, 200)?)
                     .await?
             }
-            "/api/v1/crm/channels" => catalog::list_channels(db).await?,
+            "/api/v1/crm/channels" => channels::list_channels(db).await?,
             "/api/v1/crm/audit" => audit_page(req, db).await?,
             _ => compliance::get_module(db).await?,
         };
@@ -497,13 +499,13 @@ impl Write {
             Write::Pause(id) => camp::pause(tx, who, id).await,
             Write::Resume(id) => camp::resume(tx, who, id).await,
             Write::Cancel(id) => camp::cancel(tx, who, id).await,
-            Write::CreateTemplate(t) => catalog::create_template(tx, who, t).await,
-            Write::UpdateTemplate(id, body) => catalog::update_template(tx, who, id, body).await,
-            Write::DeleteTemplate(id) => catalog::delete_template(tx, who, id).await,
-            Write::CreateSegment(s) => catalog::create_segment(tx, who, s).await,
-            Write::UpdateSegment(id, body) => catalog::update_segment(tx, who, id, body).await,
-            Write::DeleteSegment(id) => catalog::delete_segment(tx, who, id).await,
-            Write::UpdateChannel(name, u) => catalog::update_channel(tx, who, &name, u).await,
+            Write::CreateTemplate(t) => templates::create_template(tx, who, t).await,
+            Write::UpdateTemplate(id, body) => templates::update_template(tx, who, id, body).await,
+            Write::DeleteTemplate(id) => templates::delete_template(tx, who, id).await,
+            Write::CreateSegment(s) => segments::create_segment(tx, who, s).await,
+            Write::UpdateSegment(id, body) => segments::update_segment(tx, who, id, body).await,
+            Write::DeleteSegment(id) => segments::delete_segment(tx, who, id).await,
+            Write::UpdateChannel(name, u) => channels::update_channel(tx, who, &name, u).await,
             Write::SetModule(enabled, reason) => {
                 compliance::set_module(tx, who, enabled, reason.as_deref()).await
             }

@@ -184,3 +184,42 @@ async fn bodies_are_checked_before_anything_is_written() {
     assert_eq!(count(&c, "select count(*) from segments").await, 0);
     assert_eq!(count(&c, "select count(*) from audit_log").await, 0);
 }
+
+#[tokio::test]
+async fn the_sample_events_reach_their_routes() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    // Placeholder campaign id: the route is found and the campaign is not.
+    for name in ["dry-run.json", "send-campaign.json", "list-deliveries.json"] {
+        let a = call(&deps, Call::from_event(name)).await;
+        assert_eq!(
+            (a.status, a.body["error"].as_str()),
+            (404, Some("campaign not found")),
+            "{name}: {}",
+            a.body
+        );
+    }
+    // Placeholder segment/template ids on a disabled channel: the first field at fault.
+    let a = call(&deps, Call::from_event("create-campaign.json")).await;
+    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("channel")));
+    enable_channel(&db.client().await, "sms").await;
+    // Under the same key the stored refusal is replayed; a new key sees the new state.
+    let a = call(&deps, Call::from_event("create-campaign.json")).await;
+    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("channel")));
+    let a = call(
+        &deps,
+        Call::from_event("create-campaign.json").key("camp-spring-2"),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("segment_id"))
+    );
+    // A member may not switch the module, even with the sample's body.
+    let a = call(
+        &deps,
+        Call::from_event("toggle-module.json").token(Some(&operator())),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (403, "forbidden"));
+}

@@ -248,6 +248,11 @@ async fn whatsapp_free_form_needs_an_open_window_and_email_needs_an_address() {
     assert_eq!(d.queued, 1);
     assert_eq!(d.skipped.get("no_address"), Some(&1));
     assert_eq!(d.samples[0].subject.as_deref(), Some("For Ana"));
+    // The sample is what the send worker sends: the unsubscribe line appended.
+    assert_eq!(
+        d.samples[0].body,
+        "Hello Ana\n\n--\nUnsubscribe: <unsubscribe link>"
+    );
 }
 
 #[tokio::test]

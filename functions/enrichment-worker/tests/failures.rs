@@ -461,3 +461,52 @@ async fn a_failed_event_the_webhook_takes_over_runs_again_on_the_same_run() {
         ("completed", 2, json!([]))
     );
 }
+
+#[tokio::test]
+async fn the_same_job_delivered_twice_at_once_posts_one_note() {
+    let (db, m) = (TestDb::new().await, Mocks::start().await);
+    let pg = db.client().await;
+    upsert_lead(
+        &pg,
+        &LeadFixture::new("lead-dup", None, Some("11987654321")),
+    )
+    .await;
+    let event = insert_event(&pg, "lead-dup", "on_create_lead").await;
+    diretrix(&m, PHONE_PATH, json!([{"nome": "MARIA", "cpf": CPF_A}]), 1).await;
+    work(&m, CPF_A, "MARIA DA SILVA", 1).await;
+    // A slow C2S: the second copy arrives while the first is posting.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_millis(500)))
+        .expect(1)
+        .mount(&m.c2s)
+        .await;
+    let (a, b) = (
+        deps(&db, config(Some(&m), &[])),
+        deps(&db, config(Some(&m), &[])),
+    );
+    let (first, second) = tokio::join!(
+        run_job(&a, event, "lead-dup", "on_create_lead", 1),
+        run_job(&b, event, "lead-dup", "on_create_lead", 1)
+    );
+    for (outcome, deps) in [(first, &a), (second, &b)] {
+        if matches!(outcome, Outcome::Retry { .. }) {
+            // Redelivered after its backoff: the event is finished by then.
+            assert_eq!(
+                run_job(deps, event, "lead-dup", "on_create_lead", 2).await,
+                Outcome::Done
+            );
+        } else {
+            assert_eq!(outcome, Outcome::Done);
+        }
+    }
+    assert_eq!(event_row(&pg, event).await, ("completed".to_string(), None));
+    let notes: i64 = pg
+        .query_one(
+            "select count(*) from enrichment_notes where status = 'posted'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(notes, 1);
+}

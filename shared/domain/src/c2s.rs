@@ -29,6 +29,7 @@ use crate::{
 pub use payload::{HookAction, Lead, LeadEvent, Shape, contact_hash, parse_element};
 use serde_json::{Value, json};
 use store::{ElementRejection, Ingest};
+use uuid::Uuid;
 
 /// Larger bodies are refused with 413 before they are hashed or parsed.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -47,14 +48,18 @@ pub struct Inbound<'a> {
 }
 
 /// Runs the webhook. Whole-call refusals are recorded as rejections and
-/// returned; per-element outcomes are in the 200 answer.
+/// returned; per-element outcomes are in the 200 answer. Each accepted
+/// element's job `message_id` is pushed to `enqueued` once its statement
+/// has committed — also when a later element fails the call — so the caller
+/// can publish exactly those rows (`outbox::relay_ids`).
 pub async fn receive(
     db: &impl GenericClient,
     verifier: &Verifier,
     req: Inbound<'_>,
+    enqueued: &mut Vec<Uuid>,
 ) -> Result<Value, WebhookError> {
     let mut seen = Seen::default();
-    let outcome = accept(db, verifier, &req, &mut seen).await;
+    let outcome = accept(db, verifier, &req, &mut seen, enqueued).await;
     if let Err(err) = &outcome {
         // Without a key in `seen`, an internal error is only logged here:
         // the failing element was recorded `failed` under its own key.
@@ -68,6 +73,7 @@ async fn accept(
     verifier: &Verifier,
     req: &Inbound<'_>,
     seen: &mut Seen,
+    enqueued: &mut Vec<Uuid>,
 ) -> Result<Value, WebhookError> {
     let OpenedJson { payload, .. } = open_json(
         req.body,
@@ -82,7 +88,7 @@ async fn accept(
     let mut results = Vec::with_capacity(elements.len());
     let (mut accepted, mut duplicate, mut invalid) = (0, 0, 0);
     for (index, el) in elements.iter().enumerate() {
-        let result = element(db, index, el).await?;
+        let result = element(db, index, el, enqueued).await?;
         match result["outcome"].as_str() {
             Some("accepted") => accepted += 1,
             Some("duplicate") => duplicate += 1,
@@ -121,7 +127,12 @@ fn elements(payload: &Value) -> Result<Vec<&Value>, WebhookError> {
 }
 
 /// Ingests one element and answers its outcome. Only our own faults are errors.
-async fn element(db: &impl GenericClient, index: usize, el: &Value) -> Result<Value, WebhookError> {
+async fn element(
+    db: &impl GenericClient,
+    index: usize,
+    el: &Value,
+    enqueued: &mut Vec<Uuid>,
+) -> Result<Value, WebhookError> {
     let ev = match parse_element(el) {
         Ok(ev) => ev,
         Err(err) => {
@@ -177,6 +188,7 @@ async fn element(db: &impl GenericClient, index: usize, el: &Value) -> Result<Va
             lead_updated,
             outbox_message_id,
         } => {
+            enqueued.push(outbox_message_id);
             tracing::info!(index, lead_id = %ev.lead_id, event_id = %event_id,
                            outbox_message_id = %outbox_message_id, lead_updated,
                            hook_action = ev.hook_action.as_str(), shape = ev.shape.as_str(),

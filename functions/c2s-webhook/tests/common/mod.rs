@@ -29,6 +29,7 @@ pub fn deps_with_pool(db: &TestDb, pool: usize) -> Deps {
             jwt: JwtVerifier::new(&Secret::new(JWT_SECRET).unwrap()),
             phone_region: PhoneRegion::default(),
         },
+        publisher: None,
     }
 }
 

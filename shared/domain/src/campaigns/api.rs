@@ -4,8 +4,10 @@
 //! in the caller's transaction with its audit entry (ids and counts only).
 
 pub mod campaigns;
-pub mod catalog;
+pub mod channels;
 pub mod compliance;
+pub mod segments;
+pub mod templates;
 
 use crate::{
     crm::ApiError,
