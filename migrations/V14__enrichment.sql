@@ -69,8 +69,12 @@ create index lead_parties_party_idx on lead_parties (party_id);
 -- claim a key makes the call; the others wait for its result, which stays
 -- valid until expires_at (LOOKUP_DEDUP_WINDOW_SECS).
 create table enrichment_lookups (
-    -- diretrix:phone:<e164> | diretrix:email:<address> | work:cpf:<cpf>
-    key             text primary key check (key ~ '^(diretrix:phone|diretrix:email|work:cpf):.+$' and length(key) <= 400),
+    -- diretrix:phone:<sha256> | diretrix:email:<sha256> | work:cpf:<sha256>: the
+    -- SHA-256 hex of the full key text (`diretrix:phone:<e164>`,
+    -- `diretrix:email:<address>`, `work:cpf:<cpf>`), so no contact datum is
+    -- kept in clear here. Expired rows are purged by the worker, a bounded
+    -- batch per invocation.
+    key             text primary key check (key ~ '^(diretrix:phone|diretrix:email|work:cpf):[0-9a-f]{64}$'),
     state           text not null check (state in ('pending', 'done')),
     -- The normalised answer (`done` only); what a waiting worker reads.
     result          jsonb,
@@ -107,7 +111,11 @@ create table enrichment_notes (
     created_at      timestamptz not null default now(),
     updated_at      timestamptz not null default now(),
     -- A lead never receives the same note twice.
-    constraint enrichment_notes_once unique (lead_id, body_sha256)
+    constraint enrichment_notes_once unique (lead_id, body_sha256),
+    -- One note per run (= per webhook event): a retried job reuses this row
+    -- and its stored body, whatever text it would compose now, and never
+    -- posts another while it is pending, uncertain or posted.
+    constraint enrichment_notes_one_per_run unique (run_id)
 );
 
 -- Sales managers notified when a lead of one of their sellers closes. No

@@ -186,3 +186,29 @@ async fn a_failing_publisher_still_answers_200_and_leaves_the_row_to_the_relay()
     assert_eq!(relay.sent()[0].1, *message_id);
     assert!(rows(&pg).await[0].2, "published by the relay");
 }
+
+#[tokio::test]
+async fn on_a_500_the_jobs_of_the_elements_before_it_are_still_published() {
+    let db = TestDb::new().await;
+    let recorder = Arc::new(Recorder::default());
+    let deps = with_publisher(&db, &recorder);
+    let pg = db.client().await;
+    // Make the second element's lead upsert fail.
+    pg.batch_execute(
+        "alter table c2s_leads add constraint test_refuse_lead check (id <> '8a3e5d7c1f2b4a6e')",
+    )
+    .await
+    .unwrap();
+    let array = json!([
+        sample_body("create-flat.json"),
+        sample_body("array-mixed.json")[0]
+    ]);
+    let (status, _) = send(&deps, post_json(&array)).await;
+    assert_eq!(status, 500);
+    let sent = recorder.sent();
+    assert_eq!(sent.len(), 1, "the first element's job only");
+    let rows = rows(&pg).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, sent[0].1);
+    assert!(rows[0].2, "marked published");
+}

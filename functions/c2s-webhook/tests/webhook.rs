@@ -99,10 +99,10 @@ async fn a_flat_create_records_the_event_upserts_the_lead_and_enqueues_one_job()
     assert!(lead.get::<_, bool>(14));
     assert_eq!(
         lead.get::<_, String>(15),
-        c2s::contact_hash(
+        c2s::contact_hash_phones(
             Some("Mariana Costa"),
             Some("mariana.costa@example.com.br"),
-            Some("(11) 98765-4321")
+            &[Some("(11) 98765-4321"), None, Some("+5511987654321")]
         )
     );
     assert_eq!(

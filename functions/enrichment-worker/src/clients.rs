@@ -103,9 +103,15 @@ impl Diretrix {
             .await
             .map_err(|e| transport("Diretrix", &e))?;
         let status = resp.status();
-        // Some deployments answer "not found" as 404 with an empty list.
+        // "Not found" is only ever an explicit empty list (`[]`). Some
+        // deployments send that list with a 404; any other 404 (a wrong base
+        // path, an HTML page) is an error, never cached as "no CPF".
         if status.as_u16() == 404 {
-            return Ok(DiretrixAnswer::default());
+            let body = resp.text().await.unwrap_or_default();
+            return match sources::parse_diretrix(&body) {
+                Ok(a) if a.owners.is_empty() && a.invalid_cpfs == 0 => Ok(a),
+                _ => Err(sources::status_error("Diretrix", 404)),
+            };
         }
         if !status.is_success() {
             return Err(sources::status_error("Diretrix", status.as_u16()));
@@ -161,8 +167,10 @@ pub enum PostOutcome {
         retry: bool,
         reason: String,
     },
-    /// It may or may not have been taken (timed out or cut off after sending).
+    /// It may or may not have been taken (timed out or cut off after
+    /// sending, or a gateway timeout: HTTP 504).
     Uncertain {
+        status: Option<u16>,
         reason: String,
     },
 }
@@ -191,6 +199,13 @@ impl C2s {
             Ok(resp) if resp.status().is_success() => PostOutcome::Posted {
                 status: resp.status().as_u16(),
             },
+            // A gateway timeout: the request reached a proxy that gave up
+            // waiting for C2S, which may still have stored the note. (502
+            // and 503 mean the proxy could not hand it over: not taken.)
+            Ok(resp) if resp.status().as_u16() == 504 => PostOutcome::Uncertain {
+                status: Some(504),
+                reason: "C2S answered HTTP 504, a gateway timeout".into(),
+            },
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 PostOutcome::Failed {
@@ -205,9 +220,11 @@ impl C2s {
                 reason: "C2S connection failed".into(),
             },
             Err(e) if e.is_timeout() => PostOutcome::Uncertain {
+                status: None,
                 reason: "C2S timed out".into(),
             },
             Err(_) => PostOutcome::Uncertain {
+                status: None,
                 reason: "C2S transport error after sending".into(),
             },
         }

@@ -135,10 +135,25 @@ pub(crate) async fn enrich(
     }
 
     // Validation: an invalid datum is not looked up; its reason is recorded.
-    let first_phone = validate::phone(lead.customer_phone.as_deref());
-    let phone = match (&first_phone, lead.customer_phone2.as_deref()) {
-        (Err(_), Some(second)) => validate::phone(Some(second)).or(first_phone),
-        _ => first_phone,
+    // The first valid of phone → phone2 → phone_global (the numbers the
+    // contact hash covers); none valid: the first one's reason.
+    let phone = {
+        let mut tried = [
+            lead.customer_phone.as_deref(),
+            lead.customer_phone2.as_deref(),
+            lead.customer_phone_global.as_deref(),
+        ]
+        .map(validate::phone);
+        match tried.iter().position(Result::is_ok) {
+            Some(i) => std::mem::replace(&mut tried[i], Err(String::new())),
+            None => {
+                let first = tried
+                    .iter()
+                    .position(|r| !matches!(r, Err(why) if why == "not provided"))
+                    .unwrap_or(0);
+                std::mem::replace(&mut tried[first], Err(String::new()))
+            }
+        }
     };
     let email = validate::email(lead.customer_email.as_deref());
     let validation = json!({"phone": FieldCheck::of(&phone), "email": FieldCheck::of(&email)});
@@ -326,13 +341,21 @@ async fn post_note(lead: &Lead, run: Uuid, text: &str, deps: &Deps) -> anyhow::R
             "note recorded by the local sink (C2S not configured), not posted".into(),
         ));
     };
+    // Never start the post (nor record its intent) without the time to
+    // finish it and record the result: retried in the next invocation.
+    if !deps.has_time_for(deps.config.c2s_call.timeout + Duration::from_secs(5)) {
+        return Ok(NotePosted::Retry(
+            "not enough time left in this invocation to post the note".into(),
+        ));
+    }
     let lease = deps.config.c2s_call.timeout + Duration::from_secs(30);
     let turn = {
         let client = deps.pool.get().await?;
         store::note_intent(&client, &lead.id, run, text, lease).await?
     };
-    let note = match turn {
-        NoteTurn::Post(id) => id,
+    // A retry posts the text its run stored first, not what it composed now.
+    let (note, text) = match turn {
+        NoteTurn::Post { id, body } => (id, body),
         NoteTurn::Done => {
             return Ok(NotePosted::Info(
                 "note already posted earlier: not posted again".into(),
@@ -349,7 +372,7 @@ async fn post_note(lead: &Lead, run: Uuid, text: &str, deps: &Deps) -> anyhow::R
             ));
         }
     };
-    let outcome = c2s.post_message(&lead.id, text).await;
+    let outcome = c2s.post_message(&lead.id, &text).await;
     let client = deps.pool.get().await?;
     Ok(match outcome {
         PostOutcome::Posted { status } => {
@@ -377,9 +400,16 @@ async fn post_note(lead: &Lead, run: Uuid, text: &str, deps: &Deps) -> anyhow::R
                 NotePosted::Gap(format!("note not posted: {reason}"))
             }
         }
-        PostOutcome::Uncertain { reason } => {
+        PostOutcome::Uncertain { status, reason } => {
             let why = format!("note post uncertain ({reason}): flagged, not repeated");
-            store::note_result(&client, note, "uncertain", None, Some(&why)).await?;
+            store::note_result(
+                &client,
+                note,
+                "uncertain",
+                status.map(i32::from),
+                Some(&why),
+            )
+            .await?;
             tracing::warn!(note_id = %note, "note post uncertain: flagged");
             NotePosted::Gap(why)
         }

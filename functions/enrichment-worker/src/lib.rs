@@ -58,6 +58,27 @@ pub struct Deps {
     pub backoff: Backoff,
     /// In SQS, retries wait by changing the message's visibility timeout.
     pub visibility: Option<Arc<SqsVisibility>>,
+    /// When this invocation must be done (the Lambda's remaining time less
+    /// [`DEADLINE_MARGIN`]): waits stop and no paid call or C2S post starts
+    /// that could not finish before it; the job is retried instead. `None`:
+    /// no deadline (the local consumer).
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// Kept back from the Lambda's remaining time to record outcomes and answer.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+impl Deps {
+    /// The time left before the deadline (`None`: no deadline).
+    pub(crate) fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
+    /// Whether a call bounded by `timeout` finishes before the deadline.
+    pub(crate) fn has_time_for(&self, timeout: Duration) -> bool {
+        self.time_left().is_none_or(|left| left >= timeout)
+    }
 }
 
 fn http_err(name: &str, e: reqwest::Error) -> ConfigError {
@@ -134,6 +155,7 @@ impl Deps {
             c2s,
             backoff: Backoff::default(),
             visibility: None,
+            deadline: None,
         })
     }
 }
@@ -156,6 +178,16 @@ pub enum Outcome {
     Retry { delay: Duration, reason: String },
     /// Gave up or not a job; the reason is recorded. Belongs in the DLQ.
     DeadLetter { reason: String },
+}
+
+/// The Lambda handler with the invocation's deadline: `remaining` is the
+/// Lambda context's time left; the handler stops starting work
+/// [`DEADLINE_MARGIN`] before it.
+pub async fn handle_within(event: SqsEvent, deps: &Deps, remaining: Duration) -> SqsBatchResponse {
+    let mut deps = deps.clone();
+    deps.deadline =
+        Some(tokio::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN));
+    handle(event, &deps).await
 }
 
 /// The Lambda handler: every record concurrently; those not done are

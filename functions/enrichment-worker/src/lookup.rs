@@ -43,9 +43,20 @@ where
     // The claim outlives one call (timeout) plus pacing and a margin; a
     // holder that died is taken over after it.
     let lease = timeout * 2 + Duration::from_secs(10);
-    let give_up_at = tokio::time::Instant::now() + lease;
+    // Never wait past the invocation's deadline: the job is retried instead.
+    let mut give_up_at = tokio::time::Instant::now() + lease;
+    if let Some(deadline) = deps.deadline {
+        give_up_at = give_up_at.min(deadline);
+    }
     let mut call = Some(call);
     loop {
+        // A paid call that could not finish before the deadline is not started.
+        if !deps.has_time_for(timeout) {
+            return Err(SourceError::Retry(
+                "not enough time left in this invocation for the lookup".into(),
+            )
+            .into());
+        }
         let claim = {
             let client = deps
                 .pool

@@ -4,7 +4,7 @@ use crm_platform::{
     queue::SqsVisibility,
     telemetry,
 };
-use enrichment_worker::{Deps, handle};
+use enrichment_worker::{Deps, handle_within};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::sync::Arc;
 
@@ -25,7 +25,13 @@ async fn main() -> Result<(), Error> {
     }
     let deps: &'static Deps = Box::leak(Box::new(deps));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle(event.payload, deps).await)
+        // The invocation's own deadline bounds every wait and call.
+        let remaining = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        Ok::<_, Error>(handle_within(event.payload, deps, remaining).await)
     }))
     .await
 }

@@ -26,7 +26,9 @@ use crate::{
     signature::Verifier,
     types::PayloadHash,
 };
-pub use payload::{HookAction, Lead, LeadEvent, Shape, contact_hash, parse_element};
+pub use payload::{
+    HookAction, Lead, LeadEvent, Shape, contact_hash, contact_hash_phones, parse_element,
+};
 use serde_json::{Value, json};
 use store::{ElementRejection, Ingest};
 use uuid::Uuid;

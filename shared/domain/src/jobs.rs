@@ -67,9 +67,7 @@ impl Job {
             Job::DeliverWebhook(_)
             | Job::SendMessage(_)
             | Job::SendCampaignMessage(_)
-            | Job::NotifyManager(_) => {
-                QueueName::Send
-            }
+            | Job::NotifyManager(_) => QueueName::Send,
         }
     }
 

@@ -136,23 +136,37 @@ pub async fn relay_ids(
     publish_locked(tx, &rows, publisher).await
 }
 
-/// Publishes rows locked by `tx`, marks them, commits.
+/// How many publishes one relay call has in flight at once: a fan-out of
+/// thousands of rows is bounded by SQS's latency ÷ this, not by one round
+/// trip per row.
+const PUBLISH_CONCURRENCY: usize = 16;
+
+/// Publishes rows locked by `tx` (up to [`PUBLISH_CONCURRENCY`] at a time),
+/// marks them, commits.
 async fn publish_locked(
     tx: deadpool_postgres::Transaction<'_>,
     rows: &[tokio_postgres::Row],
     publisher: &dyn Publisher,
 ) -> anyhow::Result<RelayReport> {
+    use futures_util::stream::{self, StreamExt};
     let mut report = RelayReport::default();
     let mut published: Vec<i64> = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: i64 = row.get(0);
-        let queue_name: String = row.get(1);
-        let message_id: Uuid = row.get(2);
-        let body: String = row.get(3);
-        let outcome = match QueueName::parse(&queue_name) {
-            Some(queue) => publisher.publish(queue, message_id, &body).await,
-            None => Err(anyhow::anyhow!("unknown queue {queue_name}")),
-        };
+    let owned: Vec<(i64, String, Uuid, String)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let outcomes: Vec<(i64, Uuid, anyhow::Result<()>)> = stream::iter(owned)
+        .map(|(id, queue_name, message_id, body)| async move {
+            let outcome = match QueueName::parse(&queue_name) {
+                Some(queue) => publisher.publish(queue, message_id, &body).await,
+                None => Err(anyhow::anyhow!("unknown queue {queue_name}")),
+            };
+            (id, message_id, outcome)
+        })
+        .buffered(PUBLISH_CONCURRENCY)
+        .collect()
+        .await;
+    for (id, message_id, outcome) in outcomes {
         match outcome {
             Ok(()) => published.push(id),
             Err(err) => {

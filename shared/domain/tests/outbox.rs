@@ -121,3 +121,69 @@ async fn relay_ids_skips_a_row_another_relay_holds() {
     tx.rollback().await.unwrap();
     assert!(recorder.0.lock().unwrap().is_empty());
 }
+
+/// Counts how many publishes are in flight at once; every third one fails.
+#[derive(Default)]
+struct Concurrency {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Publisher for Concurrency {
+    fn publish<'a>(
+        &'a self,
+        _queue: QueueName,
+        _id: Uuid,
+        _body: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            let n = self.now.fetch_add(1, SeqCst) + 1;
+            self.max.fetch_max(n, SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.now.fetch_sub(1, SeqCst);
+            if self.calls.fetch_add(1, SeqCst) % 3 == 2 {
+                anyhow::bail!("queue unavailable");
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_fan_out_is_published_concurrently_and_each_row_keeps_its_own_outcome() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let mut c = pool.get().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..48 {
+        ids.push(
+            outbox::enqueue(&c, QueueName::Send, &json!({"n": n}))
+                .await
+                .unwrap(),
+        );
+    }
+    let publisher = Concurrency::default();
+    let report = outbox::relay_ids(&mut c, &publisher, &ids).await.unwrap();
+    assert_eq!(
+        report,
+        RelayReport {
+            published: 32,
+            failed: 16
+        }
+    );
+    let max = publisher.max.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(max > 1, "publishes ran one at a time");
+    assert!(max <= 16, "more than the bound in flight: {max}");
+    let row = c
+        .query_one(
+            "select count(*) filter (where published_at is not null), \
+                    count(*) filter (where published_at is null and last_error is not null and attempts = 1) \
+             from outbox",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (32, 16));
+}

@@ -144,15 +144,14 @@ impl LeadEvent {
 
     /// sha256 hex of the normalised customer identity (see [`contact_hash`]).
     pub fn contact_hash(&self) -> String {
-        let phone = self
-            .lead
-            .customer_phone
-            .as_deref()
-            .or(self.lead.customer_phone_global.as_deref());
-        contact_hash(
+        contact_hash_phones(
             self.lead.customer_name.as_deref(),
             self.lead.customer_email.as_deref(),
-            phone,
+            &[
+                self.lead.customer_phone.as_deref(),
+                self.lead.customer_phone2.as_deref(),
+                self.lead.customer_phone_global.as_deref(),
+            ],
         )
     }
 }
@@ -162,19 +161,33 @@ pub fn rfc3339_utc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// sha256 hex of the normalised customer identity: the trimmed name, the
-/// trimmed lower-cased e-mail and the phone's digits only, joined by a unit
-/// separator (absent parts are empty). The ingest passes `customer.phone`,
-/// or `customer.phone_global` when `phone` is empty; the enrichment worker
-/// re-enriches an update only when this changed.
+/// sha256 hex of the normalised customer identity with one phone: the same
+/// as [`contact_hash_phones`] with that phone alone.
 pub fn contact_hash(name: Option<&str>, email: Option<&str>, phone: Option<&str>) -> String {
+    contact_hash_phones(name, email, &[phone])
+}
+
+/// sha256 hex of the normalised customer identity: the trimmed name, the
+/// trimmed lower-cased e-mail and the phones' digits only (those with
+/// digits, in order, comma-separated), joined by a unit separator (absent
+/// parts are empty). The ingest passes `customer.phone`, `phone2` and
+/// `phone_global` — every number the enrichment worker may look up (it tries
+/// them in that order) — and the worker re-enriches an update only when
+/// this changed.
+pub fn contact_hash_phones(name: Option<&str>, email: Option<&str>, phones: &[Option<&str>]) -> String {
     let name = name.map(str::trim).unwrap_or("");
     let email = email.map(|e| e.trim().to_lowercase()).unwrap_or_default();
-    let phone: String = phone
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
+    let phone = phones
+        .iter()
+        .map(|p| {
+            p.unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|d| !d.is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update([0x1f]);

@@ -164,6 +164,25 @@ pub enum WorkAnswer {
     NotFound,
 }
 
+fn credits_in(body: &str) -> bool {
+    let lower = body.to_lowercase();
+    ["cr\u{e9}dito", "credito", "credit"]
+        .iter()
+        .any(|w| lower.contains(w))
+}
+
+/// A message (`mensagem`/`message`/`msg`) that says the CPF was not found.
+fn says_not_found(v: &Value) -> bool {
+    ["mensagem", "message", "msg"].iter().any(|k| {
+        text(&v[*k]).is_some_and(|m| {
+            let m = m.to_lowercase();
+            ["n\u{e3}o encontrad", "nao encontrad", "not found"]
+                .iter()
+                .any(|w| m.contains(w))
+        })
+    })
+}
+
 /// Reads a 2xx Work API body for `asked`.
 pub fn parse_work(body: &str, asked: &Cpf) -> Result<WorkAnswer, SourceError> {
     let v: Value = serde_json::from_str(body)
@@ -173,12 +192,21 @@ pub fn parse_work(body: &str, asked: &Cpf) -> Result<WorkAnswer, SourceError> {
             "Work API answered JSON that is not an object".into(),
         ));
     }
-    if let Some(status) = text(&v["status"]).filter(|s| s != "200") {
+    // `status` as the API reports it: a number or a string; anything else
+    // (`false`, `true`, an object) is no status of success.
+    let status = text(&v["status"]);
+    if v.get("status").is_some_and(|s| !s.is_null()) && status.is_none() {
+        return Err(if credits_in(body) {
+            SourceError::Retry(
+                "Work API answered an error inside a 200 (not enough credits)".into(),
+            )
+        } else {
+            SourceError::Permanent("Work API answered a failed status inside a 200".into())
+        });
+    }
+    if let Some(status) = status.clone().filter(|s| s != "200") {
         let code: u16 = status.parse().unwrap_or(0);
-        let lower = body.to_lowercase();
-        let credits = ["cr\u{e9}dito", "credito", "credit"]
-            .iter()
-            .any(|w| lower.contains(w));
+        let credits = credits_in(body);
         if code == 404 && v.get("DadosBasicos").is_none() {
             return Ok(WorkAnswer::NotFound);
         }
@@ -201,7 +229,21 @@ pub fn parse_work(body: &str, asked: &Cpf) -> Result<WorkAnswer, SourceError> {
     }
     let basic = &v["DadosBasicos"];
     if !basic.is_object() {
-        return Ok(WorkAnswer::NotFound);
+        // "Not found" only on an explicit signal: status 200 without data, or
+        // a message saying so. Anything else (`{"message": …}`, an empty
+        // object, a shape we do not know) is an error, never cached as data.
+        if status.as_deref() == Some("200") || says_not_found(&v) {
+            return Ok(WorkAnswer::NotFound);
+        }
+        return Err(if credits_in(body) {
+            SourceError::Retry(
+                "Work API answered an error inside a 200 (not enough credits)".into(),
+            )
+        } else {
+            SourceError::Permanent(
+                "Work API answered neither data nor an explicit not-found".into(),
+            )
+        });
     }
     if let Some(named) = text(&basic["cpf"]) {
         let digits: String = named.chars().filter(char::is_ascii_digit).collect();
@@ -313,6 +355,38 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn work_error_bodies_without_a_known_error_key_are_errors_not_not_found() {
+        let cpf = Cpf::parse("52998224725").unwrap();
+        for body in [
+            json!({"status": false, "mensagem": "Token inválido"}),
+            json!({"message": "Unauthorized"}),
+            json!({"msg": "consulta indisponível"}),
+            json!({}),
+            json!({"status": true}),
+        ] {
+            assert!(
+                matches!(
+                    parse_work(&body.to_string(), &cpf),
+                    Err(SourceError::Permanent(_))
+                ),
+                "{body}"
+            );
+        }
+        let credits = json!({"status": false, "mensagem": "Sem créditos"});
+        assert!(matches!(
+            parse_work(&credits.to_string(), &cpf),
+            Err(SourceError::Retry(_))
+        ));
+        // Data without a status is still data.
+        let mut data = work_body("52998224725");
+        data.as_object_mut().unwrap().remove("status");
+        assert!(matches!(
+            parse_work(&data.to_string(), &cpf),
+            Ok(WorkAnswer::Found(_))
+        ));
+    }
+
+    #[test]
     fn work_answers_are_read_as_reported() {
         let cpf = Cpf::parse("52998224725").unwrap();
         let WorkAnswer::Found(p) =
@@ -356,6 +430,18 @@ pub(crate) mod tests {
         );
         assert_eq!(
             parse_work(r#"{"status":200}"#, &cpf),
+            Ok(WorkAnswer::NotFound)
+        );
+        assert_eq!(
+            parse_work(r#"{"status":"200","DadosBasicos":null}"#, &cpf),
+            Ok(WorkAnswer::NotFound)
+        );
+        assert_eq!(
+            parse_work(r#"{"mensagem":"CPF não encontrado"}"#, &cpf),
+            Ok(WorkAnswer::NotFound)
+        );
+        assert_eq!(
+            parse_work(r#"{"status":404,"mensagem":"não encontrado"}"#, &cpf),
             Ok(WorkAnswer::NotFound)
         );
         assert!(matches!(

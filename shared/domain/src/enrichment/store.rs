@@ -19,6 +19,7 @@ pub struct Lead {
     pub customer_email: Option<String>,
     pub customer_phone: Option<String>,
     pub customer_phone2: Option<String>,
+    pub customer_phone_global: Option<String>,
     pub seller_id: Option<String>,
     pub seller_name: Option<String>,
     pub seller_email: Option<String>,
@@ -32,7 +33,7 @@ pub async fn load_lead(db: &impl GenericClient, id: &str) -> anyhow::Result<Opti
     let stmt = db
         .prepare_cached(
             "select id, customer_name, customer_email, customer_phone, customer_phone2, seller_id, seller_name, \
-                    seller_email, product_description, status_name, contact_hash, closed_at \
+                    seller_email, product_description, status_name, contact_hash, closed_at, customer_phone_global \
              from c2s_leads where id = $1",
         )
         .await
@@ -47,6 +48,7 @@ pub async fn load_lead(db: &impl GenericClient, id: &str) -> anyhow::Result<Opti
         customer_email: r.get(2),
         customer_phone: r.get(3),
         customer_phone2: r.get(4),
+        customer_phone_global: r.get(12),
         seller_id: r.get(5),
         seller_name: r.get(6),
         seller_email: r.get(7),
@@ -378,8 +380,10 @@ pub async fn link_party(
 /// What to do about a note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoteTurn {
-    /// The intent is recorded: post it now, then `note_result`.
-    Post(Uuid),
+    /// The intent is recorded: post `body` now, then `note_result`. On a
+    /// retry of the run `body` is the text stored by its first attempt, not
+    /// the one composed now.
+    Post { id: Uuid, body: String },
     /// Already posted (or recorded by the local sink): nothing to do.
     Done,
     /// An earlier attempt's outcome is unknown: flagged, never repeated.
@@ -392,10 +396,16 @@ pub fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// Records the intent to post `body` to the lead (committed before the call).
-/// A note posted before is `Done`; one whose last attempt provably failed is
-/// attempted again; one still `pending` after `lease` (the worker died
-/// mid-call) becomes `uncertain`.
+/// Records the intent to post `body` to the lead for run `run` (committed
+/// before the call). A note is unique per run (= per webhook event) and per
+/// lead and text:
+/// - the run has a note already: that row decides, whatever text the retry
+///   composed now — posted/local is `Done`, uncertain is `Uncertain`, a
+///   pending one younger than `lease` is `Busy` and older becomes
+///   `uncertain` (the worker died mid-call); only a provably `failed` one is
+///   attempted again, with its stored body;
+/// - another run of the lead has the same text: the same rules on that row;
+/// - otherwise a new `pending` row: `Post`.
 pub async fn note_intent(
     db: &impl GenericClient,
     lead_id: &str,
@@ -403,38 +413,61 @@ pub async fn note_intent(
     body: &str,
     lease: Duration,
 ) -> anyhow::Result<NoteTurn> {
-    let stmt = db
+    // A new note (no conflict on either unique rule).
+    let insert = db
         .prepare_cached(
             "insert into enrichment_notes (lead_id, run_id, body, body_sha256, status, attempts, attempted_at) \
-             values ($1, $2, $3, $4, 'pending', 1, now()) \
-             on conflict (lead_id, body_sha256) do update set \
-                 status = case enrichment_notes.status when 'failed' then 'pending' \
-                          when 'pending' then 'uncertain' else enrichment_notes.status end, \
-                 attempts = enrichment_notes.attempts + (enrichment_notes.status = 'failed')::int, \
-                 attempted_at = case when enrichment_notes.status = 'failed' then now() else enrichment_notes.attempted_at end, \
-                 error = case when enrichment_notes.status = 'pending' \
-                         then 'uncertain: an earlier attempt''s outcome is unknown; not posted again' \
-                         else enrichment_notes.error end, \
-                 run_id = excluded.run_id, updated_at = now() \
-               where enrichment_notes.status <> 'pending' \
-                  or enrichment_notes.attempted_at <= now() - make_interval(secs => $5) \
-             returning id, status, (xmax = 0) as inserted",
+             values ($1, $2, $3, $4, 'pending', 1, now()) on conflict do nothing returning id",
         )
         .await
         .context("preparing the note intent")?;
-    let row = db
-        .query_opt(
-            &stmt,
-            &[&lead_id, &run, &body, &sha256_hex(body), &secs(lease)],
+    let hash = sha256_hex(body);
+    if let Some(row) = db
+        .query_opt(&insert, &[&lead_id, &run, &body, &hash])
+        .await
+        .context("recording the note intent")?
+    {
+        return Ok(NoteTurn::Post {
+            id: row.get(0),
+            body: body.to_string(),
+        });
+    }
+    // The run's own note first; else the lead's note with the same text.
+    // One statement per row: concurrent callers serialise on its lock.
+    let update = db
+        .prepare_cached(
+            "with target as ( \
+               select id from enrichment_notes where run_id = $1 \
+               union all \
+               select id from enrichment_notes where lead_id = $2 and body_sha256 = $3 \
+                 and not exists (select 1 from enrichment_notes where run_id = $1) \
+               limit 1) \
+             update enrichment_notes n set \
+                 status = case n.status when 'failed' then 'pending' \
+                          when 'pending' then 'uncertain' else n.status end, \
+                 attempts = n.attempts + (n.status = 'failed')::int, \
+                 attempted_at = case when n.status = 'failed' then now() else n.attempted_at end, \
+                 error = case when n.status = 'pending' \
+                         then 'uncertain: an earlier attempt''s outcome is unknown; not posted again' \
+                         else n.error end, \
+                 updated_at = now() \
+             from target where n.id = target.id \
+               and (n.status <> 'pending' or n.attempted_at <= now() - make_interval(secs => $4)) \
+             returning n.id, n.status, n.body",
         )
         .await
-        .context("recording the note intent")?;
+        .context("preparing the note retry")?;
+    let row = db
+        .query_opt(&update, &[&run, &lead_id, &hash, &secs(lease)])
+        .await
+        .context("recording the note retry")?;
     let Some(row) = row else {
+        // A pending attempt within its lease (or the row vanished with its lead).
         return Ok(NoteTurn::Busy);
     };
-    let (id, status): (Uuid, String) = (row.get(0), row.get(1));
+    let (id, status, stored): (Uuid, String, String) = (row.get(0), row.get(1), row.get(2));
     Ok(match status.as_str() {
-        "pending" => NoteTurn::Post(id),
+        "pending" => NoteTurn::Post { id, body: stored },
         "uncertain" => NoteTurn::Uncertain,
         _ => NoteTurn::Done,
     })
@@ -473,7 +506,7 @@ pub async fn note_local(
     let stmt = db
         .prepare_cached(
             "insert into enrichment_notes (lead_id, run_id, body, body_sha256, status, posted_at) \
-             values ($1, $2, $3, $4, 'local', now()) on conflict (lead_id, body_sha256) do nothing",
+             values ($1, $2, $3, $4, 'local', now()) on conflict do nothing",
         )
         .await
         .context("preparing the local note")?;
