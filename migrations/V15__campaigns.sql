@@ -24,6 +24,11 @@ create table channels (
     enabled          boolean not null default false,
     -- Messages per second the fan-out releases for this channel.
     rate_per_second  numeric(8, 3) not null default 10 check (rate_per_second > 0 and rate_per_second <= 1000),
+    -- The channel's send budget, shared by every campaign runner on it: a
+    -- token bucket refilled at rate_per_second (capped at one batch) under
+    -- this row's lock; null refilled_at = a full bucket.
+    tokens           numeric not null default 0,
+    refilled_at      timestamptz,
     updated_by       text,
     updated_at       timestamptz not null default now()
 );
@@ -76,6 +81,8 @@ create table campaigns (
     snapshot_at     timestamptz,
     -- The campaign worker's lease: one runner at a time per campaign.
     runner_lease_until  timestamptz,
+    -- Last (re)start by send or resume: the error threshold counts outcomes after it only.
+    resumed_at      timestamptz,
     queued_at       timestamptz,
     finished_at     timestamptz,
     cancelled_at    timestamptz,

@@ -5,10 +5,13 @@
 -- (crm_domain::c2s); the job body too (its event_id is filled in here).
 --
 -- Claim outcomes:
---   accepted : a new key, or a retry of a `failed` one (taken over)
---   duplicate: the key is known with the same payload hash, whatever its
+--   accepted : a new key, or a re-send of one that failed retryably (taken
+--              over): our ingest failed (error_code `internal_error`) or the
+--              worker gave up after its attempts (error_code `gave_up`)
+--   duplicate: the key is known with the same payload hash, whatever else its
 --              status (received = waiting for the worker; completed, partial,
---              skipped = done): nothing is written
+--              skipped = done; failed with a final outcome such as "no CPF
+--              found" = done too): nothing is written
 --   mismatch : the key is known with another payload hash: nothing is written
 -- A concurrent duplicate blocks on the unique (source, idempotency_key) index
 -- until the first commits, then finds its row: it never writes twice.
@@ -37,11 +40,12 @@ begin
         end if;
         if v_existing.payload_hash <> p ->> 'payload_hash' then
             return jsonb_build_object('outcome', 'mismatch', 'event_id', v_existing.id);
-        elsif v_existing.status <> 'failed' then
+        elsif v_existing.status <> 'failed'
+              or coalesce(v_existing.error_code, '') not in ('internal_error', 'gave_up') then
             return jsonb_build_object('outcome', 'duplicate', 'event_id', v_existing.id,
                                       'status', v_existing.status);
         end if;
-        -- A failed element may be retried: take the slot over, as new.
+        -- A retryable failure may be retried: take the slot over, as new.
         update webhook_events
         set status = 'received', attempts = attempts + 1, error = null, error_code = null,
             http_status = 200, result = null, payload = p_payload, subject_id = p ->> 'lead_id',

@@ -453,9 +453,10 @@ async fn a_failed_event_is_processed_again_when_resent() {
     let deps = deps(&db);
     let (_, first) = send_sample(&deps, "create-flat.json").await;
     let pg = db.client().await;
-    // The enrichment worker gave up on it.
+    // The enrichment worker gave up on it (retryable: error_code gave_up).
     pg.execute(
-        "update webhook_events set status = 'failed', error = 'lookup failed', processed_at = now()",
+        "update webhook_events set status = 'failed', error = 'gave up after 5 attempts: lookup failed', \
+                error_code = 'gave_up', processed_at = now()",
         &[],
     )
     .await
@@ -482,6 +483,46 @@ async fn a_failed_event_is_processed_again_when_resent() {
         (1, 0, 1, 2),
         "a second job for the retry"
     );
+}
+
+#[tokio::test]
+async fn a_final_failure_is_a_duplicate_when_resent() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let (_, first) = send_sample(&deps, "create-flat.json").await;
+    let pg = db.client().await;
+    // The enrichment worker finished it as failed for good (no error_code).
+    pg.execute(
+        "update webhook_events set status = 'failed', error = 'no CPF found (phone: not found; e-mail: not found)', \
+                processed_at = now(), received_at = now() - interval '1 hour'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (status, body) = send_sample(&deps, "create-flat.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(outcomes(&body), ["duplicate"]);
+    assert_eq!(body["results"][0]["status"], "failed");
+    assert_eq!(
+        body["results"][0]["event_id"],
+        first["results"][0]["event_id"]
+    );
+    let ev = pg
+        .query_one(
+            "select status, attempts, error, processed_at is not null, received_at < now() - interval '30 minutes' \
+             from webhook_events",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ev.get::<_, String>(0), "failed");
+    assert_eq!(ev.get::<_, i32>(1), 1);
+    assert_eq!(
+        ev.get::<_, String>(2),
+        "no CPF found (phone: not found; e-mail: not found)"
+    );
+    assert!(ev.get::<_, bool>(3) && ev.get::<_, bool>(4));
+    assert_eq!(totals(&pg).await, (1, 0, 1, 1), "no second job");
 }
 
 #[tokio::test]

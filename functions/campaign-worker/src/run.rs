@@ -169,7 +169,11 @@ async fn drive(lease: &mut Lease, deps: &Deps, deadline: Instant) -> anyhow::Res
             return Ok(RunOutcome::LeaseLost);
         }
         let pause_for = if state.queued > 0 {
-            let ids = runner::release_batch(&client, lease, rows).await?;
+            // The channel's budget is shared by every runner on it: its row
+            // stays locked from the refill to the commit of the release.
+            let tx = client.transaction().await.context("starting the release")?;
+            let ids = runner::release_batch(&tx, lease, rows, None).await?;
+            tx.commit().await.context("committing the release")?;
             tracing::debug!(
                 released = ids.len(),
                 rate = state.rate_per_second,
@@ -187,19 +191,19 @@ async fn drive(lease: &mut Lease, deps: &Deps, deadline: Instant) -> anyhow::Res
             // A row went back to queued meanwhile (or the campaign changed): look again.
             continue;
         } else {
-            // Waiting for the send worker to finish the rows in flight.
-            let stuck = state.newest_sending_released_at.is_some_and(|t| {
-                let age = chrono::Utc::now() - t;
-                age.to_std().is_ok_and(|age| age > config.inflight_timeout)
-            });
-            if stuck {
-                let reason = format!(
-                    "{} deliveries still sending {} s after release; see the send queue's dead-letter queue",
-                    state.sending,
-                    config.inflight_timeout.as_secs()
+            // Waiting for the send worker to finish the rows in flight. Rows
+            // stuck past the in-flight timeout (their job dead-lettered, say)
+            // are reconciled: never attempted → queued again, attempted →
+            // failed `uncertain`; the next batch releases or finishes.
+            let reconciled =
+                runner::reconcile_stuck(&client, lease, config.inflight_timeout).await?;
+            if reconciled != runner::Reconciled::default() {
+                tracing::warn!(
+                    requeued = reconciled.requeued,
+                    failed_uncertain = reconciled.failed,
+                    "deliveries stuck in sending reconciled"
                 );
-                let details = json!({ "sending": state.sending });
-                return pause(&mut client, lease, reason, details).await;
+                continue;
             }
             config.batch_interval
         };

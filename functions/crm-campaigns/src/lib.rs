@@ -44,7 +44,10 @@ use crm_platform::{
 };
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Map, Value, json};
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -230,7 +233,11 @@ fn permit(who: &Principal, method: &str, pattern: &str, dry_run: bool) -> Result
     if !who.has_cap("can_use_crm") && !admin_reading_switch {
         return forbidden("the can_use_crm capability is required");
     }
-    if pattern == "/api/v1/crm/campaigns/{id}/send" && !dry_run && !who.has_cap("campaigns:send") {
+    // Resume restarts sending, so it needs what send needs. A dry run sends
+    // nothing (it only counts and renders): `can_use_crm` is enough.
+    let starts_sending = (pattern == "/api/v1/crm/campaigns/{id}/send" && !dry_run)
+        || pattern == "/api/v1/crm/campaigns/{id}/resume";
+    if starts_sending && !who.has_cap("campaigns:send") {
         return forbidden("the campaigns:send capability is required");
     }
     if pattern == "/api/v1/crm/channels/{name}" && !who.is_admin() {
@@ -351,15 +358,33 @@ async fn serve(
             IdempotencyKey::parse(raw).map_err(|r| ApiError::validation("Idempotency-Key", r))
         })
         .transpose()?;
+    // Send and resume start sending: the switch is checked again inside the
+    // write's transaction (share-locked), so neither is accepted just after
+    // the switch went off.
+    let starts_sending = matches!(write, Write::Send(_) | Write::Resume(_));
+    let switched_off = Arc::new(AtomicBool::new(false));
+    let off = switched_off.clone();
     let out = run::execute(
         &deps.pool,
         deps.publisher.as_deref(),
         &who,
         key,
         &hash,
-        move |tx, who| Box::pin(async move { write.run(tx, who).await }),
+        move |tx, who| {
+            Box::pin(async move {
+                if starts_sending && !switch::crm_enabled_locked(tx).await? {
+                    off.store(true, Ordering::SeqCst);
+                    return Err(ApiError::Forbidden("module_disabled".into()));
+                }
+                write.run(tx, who).await
+            })
+        },
     )
-    .await?;
+    .await;
+    let out = match out {
+        Err(_) if switched_off.load(Ordering::SeqCst) => return Err(Fail::ModuleDisabled),
+        out => out?,
+    };
     Ok(Out {
         status: out.status,
         body: out.body,

@@ -7,31 +7,93 @@ use crm_domain::auth::Role;
 use crm_testkit::TestDb;
 use serde_json::json;
 
+/// A concrete path for a route pattern (placeholder ids; the checks under
+/// test come before any lookup).
+pub fn concrete(pattern: &str) -> String {
+    pattern
+        .replace("{id}", "0192f0c8-7a00-7000-8000-000000000099")
+        .replace("{name}", "sms")
+        .replace("{channel}", "sms")
+}
+
+fn with_token(method: &str, path: &str, token: &str) -> Call {
+    match method {
+        "GET" => Call::get(path, token),
+        "POST" => Call::post(path, json!({}), token),
+        "PATCH" => Call::patch(path, json!({}), token),
+        "PUT" => Call::put(path, json!({}), token),
+        "DELETE" => Call::delete(path, token),
+        other => panic!("a method the test does not know: {other}"),
+    }
+}
+
 #[tokio::test]
 async fn every_route_needs_a_token_and_can_use_crm() {
     let db = TestDb::new().await;
     let deps = deps(&db);
-    let a = call(&deps, Call::anonymous("GET", "/api/v1/crm/campaigns")).await;
-    assert_eq!((a.status, a.code()), (401, "token_missing"));
     let no_cap = token("u9", Role::Member, &[]);
-    for (method, path) in [
-        ("GET", "/api/v1/crm/campaigns"),
-        ("GET", "/api/v1/crm/templates"),
-        ("GET", "/api/v1/crm/segments"),
-        ("GET", "/api/v1/crm/channels"),
-        ("GET", "/api/v1/crm/audit"),
-        ("POST", "/api/v1/crm/campaigns"),
-    ] {
-        let c = match method {
-            "GET" => Call::get(path, &no_cap),
-            _ => Call::post(path, json!({}), &no_cap),
-        };
-        let a = call(&deps, c).await;
-        assert_eq!((a.status, a.code()), (403, "forbidden"), "{method} {path}");
+    let mut checked = 0;
+    // Every JWT route of the crate (all but the public unsubscribe page).
+    for &(method, pattern) in crm_campaigns::ROUTES {
+        if pattern == "/api/v1/crm/unsubscribe" {
+            continue;
+        }
+        let path = concrete(pattern);
+        let a = call(&deps, Call::anonymous(method, &path)).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (401, "token_missing"),
+            "{method} {path}"
+        );
+        let a = call(&deps, with_token(method, &path, &no_cap)).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (403, "forbidden"),
+            "{method} {path}: {}",
+            a.body
+        );
+        checked += 1;
     }
+    assert_eq!(checked, crm_campaigns::ROUTES.len() - 2);
     // Nothing was written by the refused calls.
     let c = db.client().await;
     assert_eq!(count(&c, "select count(*) from campaigns").await, 0);
+    assert_eq!(count(&c, "select count(*) from audit_log").await, 0);
+}
+
+#[tokio::test]
+async fn resume_needs_campaigns_send_too() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let c = db.client().await;
+    enable_channel(&c, "sms").await;
+    contact(&c, Some("Ana"), None, Some("+905321234567"), json!({})).await;
+    let id = draft(&deps, "sms", json!({}), json!({"content": "Hi"})).await;
+    let a = call(
+        &deps,
+        Call::post_empty(&format!("/api/v1/crm/campaigns/{id}/send"), &operator()),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    // Pausing does not start anything: can_use_crm is enough.
+    let a = call(
+        &deps,
+        Call::post_empty(&format!("/api/v1/crm/campaigns/{id}/pause"), &planner()),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let path = format!("/api/v1/crm/campaigns/{id}/resume");
+    let a = call(&deps, Call::post_empty(&path, &planner())).await;
+    assert_eq!((a.status, a.code()), (403, "forbidden"), "{}", a.body);
+    let status: String = c
+        .query_one("select status from campaigns", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "paused");
+    let a = call(&deps, Call::post_empty(&path, &operator())).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["status"], "queued");
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ mod lookup;
 
 pub use clients::{C2s, Diretrix, DiretrixQuery, Pacer, PostOutcome, Work};
 pub use config::EnrichmentConfig;
+pub use lookup::cache_key;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use crm_domain::{
@@ -185,19 +186,38 @@ pub enum Outcome {
 /// [`DEADLINE_MARGIN`] before it.
 pub async fn handle_within(event: SqsEvent, deps: &Deps, remaining: Duration) -> SqsBatchResponse {
     let mut deps = deps.clone();
-    deps.deadline =
-        Some(tokio::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN));
+    deps.deadline = Some(tokio::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN));
     handle(event, &deps).await
 }
 
 /// The Lambda handler: every record concurrently; those not done are
 /// returned as batch item failures.
 pub async fn handle(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
-    sqs_batch::run(event.records, |record| {
+    let resp = sqs_batch::run(event.records, |record| {
         let deps = deps.clone();
         async move { process_record(record, &deps).await }
     })
-    .await
+    .await;
+    purge_expired_lookups(deps).await;
+    resp
+}
+
+/// Expired lookups deleted per invocation (best effort; the next one goes on).
+pub const PURGE_BATCH: i64 = 200;
+
+/// Best effort: a bounded batch of expired lookup answers deleted.
+pub async fn purge_expired_lookups(deps: &Deps) {
+    let purged = async {
+        let client = deps.pool.get().await?;
+        store::purge_lookups(&client, PURGE_BATCH).await
+    };
+    match purged.await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(purged = n, "expired lookups purged"),
+        Err(e) => {
+            tracing::warn!(error = %crm_domain::db::loggable(&e), "could not purge expired lookups")
+        }
+    }
 }
 
 async fn process_record(record: SqsMessage, deps: &Deps) -> bool {
@@ -366,7 +386,11 @@ async fn run(job: &EnrichLead, msg: &Message<'_>, deps: &Deps) -> Outcome {
         .await
     };
     let run = match started.await {
-        Ok(run) => run,
+        Ok(Some(run)) => run,
+        Ok(None) => {
+            tracing::info!("event finished meanwhile: acknowledged");
+            return Outcome::Done;
+        }
         Err(e) => {
             return retry_or_give_up(None, job, msg, &crm_domain::db::loggable(&e), deps).await;
         }
@@ -402,7 +426,8 @@ async fn retry_or_give_up(
     }
     let why = format!("gave up after {} attempts: {reason}", msg.receive_count);
     let recorded = async {
-        let client = deps.pool.get().await?;
+        let mut client = deps.pool.get().await?;
+        let tx = client.transaction().await?;
         match run {
             Some(run) => {
                 let finish = store::Finish {
@@ -412,10 +437,14 @@ async fn retry_or_give_up(
                     reasons: std::slice::from_ref(&why),
                     error: Some(&why),
                 };
-                store::finish(&client, run, job.event_id, &finish).await
+                store::finish(&tx, run, job.event_id, &finish).await?
             }
-            None => store::fail_event(&client, job.event_id, &why).await,
+            None => store::fail_event(&tx, job.event_id, &why).await?,
         }
+        // Retryable: a re-send by C2S takes the event over.
+        store::mark_gave_up(&tx, job.event_id, &why).await?;
+        tx.commit().await?;
+        anyhow::Ok(())
     };
     if let Err(e) = recorded.await {
         tracing::error!(error = %crm_domain::db::loggable(&e), "could not record the give-up; poison row instead");

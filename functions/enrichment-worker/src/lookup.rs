@@ -103,6 +103,15 @@ where
     }
 }
 
+/// The `enrichment_lookups` key of a datum: `<kind>:<sha256 hex of
+/// "<kind>:<datum>">`, so the cache never holds a phone, e-mail or CPF in clear.
+pub fn cache_key(kind: &str, datum: &str) -> String {
+    format!(
+        "{kind}:{}",
+        crm_domain::enrichment::store::sha256_hex(&format!("{kind}:{datum}"))
+    )
+}
+
 /// Who owns a phone (national digits) or an e-mail, per Diretrix.
 /// `Ok(None)`: the local sink (not configured).
 pub async fn diretrix(
@@ -114,8 +123,8 @@ pub async fn diretrix(
         return Ok(None);
     };
     let key = match q {
-        DiretrixQuery::Phone(_) => format!("diretrix:phone:{}", e164.unwrap_or_default()),
-        DiretrixQuery::Email(e) => format!("diretrix:email:{e}"),
+        DiretrixQuery::Phone(_) => cache_key("diretrix:phone", e164.unwrap_or_default()),
+        DiretrixQuery::Email(e) => cache_key("diretrix:email", e),
     };
     let timeout = deps.config.diretrix_call.timeout;
     let v = deduped(deps, &key, timeout, || async move {
@@ -139,7 +148,7 @@ pub async fn work(
     let Some(client) = deps.work.as_ref() else {
         return Ok(None);
     };
-    let key = format!("work:cpf:{cpf}");
+    let key = cache_key("work:cpf", cpf.as_str());
     let v = deduped(deps, &key, deps.config.work_call.timeout, || async move {
         Ok(match client.lookup(cpf).await? {
             (WorkAnswer::Found(p), raw) => json!({"found": true, "person": p, "payload": raw}),

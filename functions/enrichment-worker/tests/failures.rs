@@ -353,7 +353,16 @@ async fn concurrent_workers_on_the_same_phone_make_one_paid_lookup() {
         assert_eq!(outcome, Outcome::Done);
         assert_eq!(event_row(&pg, event).await.0, "completed");
     }
-    let row = pg.query_one("select calls, state from enrichment_lookups where key = 'diretrix:phone:+5511987654321'", &[]).await.unwrap();
+    let row = pg
+        .query_one(
+            "select calls, state from enrichment_lookups where key = $1",
+            &[&enrichment_worker::cache_key(
+                "diretrix:phone",
+                "+5511987654321",
+            )],
+        )
+        .await
+        .unwrap();
     assert_eq!(
         (row.get::<_, i32>(0), row.get::<_, String>(1)),
         (1, "done".to_string())

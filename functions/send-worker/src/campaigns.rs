@@ -11,10 +11,16 @@
 //! - webhook → a Standard-Webhooks-signed POST of `{delivery_id, campaign_id,
 //!   contact_id, channel, body}` to `CAMPAIGN_WEBHOOK_URL`; 2xx delivers.
 //!
-//! Provider answers: taken → `sent` (webhook: `delivered`); throttled, 5xx or
-//! no answer → the claim is released and the job retried with backoff until
-//! `SEND_MAX_ATTEMPTS`, then `failed` (`retries_exhausted`); refused →
-//! `failed` with the provider's code. Logs carry ids only.
+//! Provider answers: taken → `sent` (webhook: `delivered`); provably not
+//! taken (throttled, no connection made) → the claim is released and the job
+//! retried with backoff until `SEND_MAX_ATTEMPTS`, then `failed`
+//! (`retries_exhausted`); an e-mail whose outcome is unknown (timeout after
+//! sending, 5xx, transport error mid-request) → the claim is kept and the
+//! row `failed` with `uncertain`, never resent (SES has no idempotency key);
+//! refused → `failed` with the provider's code. The webhook channel retries
+//! timeouts and 5xx too: every attempt carries the delivery id as
+//! `webhook-id`, on which Standard Webhooks receivers deduplicate. Logs
+//! carry ids only.
 
 use crate::{Deps, Message, Outcome, config::Target, deliver, messages};
 use crm_domain::{
@@ -183,21 +189,26 @@ pub(crate) async fn send(job: &SendCampaignMessage, msg: &Message<'_>, deps: &De
 }
 
 /// The last receive found another attempt in flight: its outcome cannot be
-/// known from here, so the row is failed as uncertain (never resent).
+/// known from here, so the row is failed as uncertain (never resent) —
+/// unless that attempt recorded its answer meanwhile (the row is no longer
+/// `sending`): then its `sent`/`delivered` stands.
 async fn give_up_uncertain(id: uuid::Uuid, deps: &Deps) -> Outcome {
     let failed = async {
         let client = deps.pool.get().await?;
-        delivery::record_failed(
+        delivery::record_uncertain(
             &client,
             id,
-            delivery::UNCERTAIN,
             "receives exhausted while another attempt held the delivery",
         )
         .await
     };
     match failed.await {
-        Ok(()) => {
+        Ok(true) => {
             tracing::error!(delivery_id = %id, "delivery failed as uncertain: another attempt held it");
+            Outcome::Done
+        }
+        Ok(false) => {
+            tracing::info!(delivery_id = %id, "the other attempt recorded its answer: delivery left as it is");
             Outcome::Done
         }
         Err(e) => Outcome::DeadLetter {
@@ -217,6 +228,8 @@ enum Answer {
         final_: bool,
     },
     Retry(String),
+    /// May have been taken: the claim stays, the row fails `uncertain`.
+    Uncertain(String),
     Rejected {
         code: String,
         reason: String,
@@ -256,6 +269,7 @@ async fn provider_call(p: &Prepared, msg: &Message<'_>, deps: &Deps) -> Outcome 
                     }
                 }
                 Err(MailError::Retryable(r)) => Answer::Retry(r),
+                Err(MailError::Uncertain(r)) => Answer::Uncertain(r),
                 Err(MailError::Permanent(r)) => Answer::Rejected {
                     code: "rejected".into(),
                     reason: r,
@@ -278,6 +292,10 @@ async fn provider_call(p: &Prepared, msg: &Message<'_>, deps: &Deps) -> Outcome 
             }
             Answer::Rejected { code, reason } => {
                 delivery::record_failed(&client, p.delivery_id, code, reason).await
+            }
+            Answer::Uncertain(reason) => {
+                let why = format!("outcome unknown, not resent: {reason}");
+                delivery::record_failed(&client, p.delivery_id, delivery::UNCERTAIN, &why).await
             }
             Answer::Retry(reason) if exhausted => {
                 let why = format!("gave up after {} attempt(s): {reason}", p.attempt);
@@ -302,6 +320,10 @@ async fn provider_call(p: &Prepared, msg: &Message<'_>, deps: &Deps) -> Outcome 
         }
         Answer::Rejected { code, .. } => {
             tracing::warn!(delivery_id = %p.delivery_id, error_code = %code, "provider refused the delivery: failed");
+            Outcome::Done
+        }
+        Answer::Uncertain(_) => {
+            tracing::error!(delivery_id = %p.delivery_id, "provider call outcome unknown: failed as uncertain, not resent");
             Outcome::Done
         }
         Answer::Retry(_) if exhausted => {
@@ -346,7 +368,9 @@ async fn webhook(p: &Prepared, body: &str, deps: &Deps) -> Answer {
     };
     let bytes = webhook_body(p, body);
     // The webhook-id is the delivery id: the same on every retry, so the
-    // receiver can deduplicate.
+    // receiver deduplicates (Standard Webhooks). That is why, unlike e-mail,
+    // a timeout or 5xx (the receiver may have taken it) is retried here: a
+    // second POST of the same delivery is a duplicate the receiver drops.
     let (outcome, _) =
         deliver::attempt(&deps.http, key, target, &p.delivery_id.to_string(), &bytes).await;
     match outcome.verdict() {

@@ -5,8 +5,10 @@
 //! `OUTBOUND_WEBHOOK_URLS`, never in the database).
 //!
 //! At most once: the row moves `pending` → `sending` (committed) before the
-//! call and to `sent` / `failed` right after; a retryable failure puts it
-//! back to `pending` for the next receive. A `sending` row older than the
+//! call and to `sent` / `failed` right after; a retryable failure (the
+//! provider provably did not take it) puts it back to `pending` for the next
+//! receive; an e-mail whose outcome is unknown (`MailError::Uncertain`: SES
+//! 5xx, a timeout after sending) ends `uncertain`, flagged and not repeated. A `sending` row older than the
 //! lease (the worker died mid-call) becomes `uncertain` and is not sent
 //! again. Logs carry the notification id only, never addresses or text.
 
@@ -124,6 +126,12 @@ async fn by_email(n: &NotificationToSend, deps: &Deps) -> Attempt {
         },
         Err(MailError::Retryable(why)) => Attempt {
             status: "pending",
+            provider_id: None,
+            error: Some(why),
+        },
+        // SES may have taken it: flagged, never sent a second time.
+        Err(MailError::Uncertain(why)) => Attempt {
+            status: "uncertain",
             provider_id: None,
             error: Some(why),
         },

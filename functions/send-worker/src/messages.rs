@@ -37,6 +37,10 @@ pub(crate) async fn send(job: &SendMessage, msg: &Message<'_>, deps: &Deps) -> O
             tracing::warn!(message_id = %job.message_id, "no such outbound message: nothing to send");
             return Outcome::Done;
         }
+        Ok(Claim::OptedOut) => {
+            tracing::info!(message_id = %job.message_id, "contact opted out of the channel since: failed opted_out, not sent");
+            return Outcome::Done;
+        }
         Ok(Claim::Uncertain) => {
             tracing::error!(message_id = %job.message_id, "previous send attempt outcome unknown: marked failed, not resent");
             return Outcome::Done;

@@ -408,3 +408,57 @@ async fn an_sms_whose_twilio_call_outcome_is_unknown_fails_the_row_as_uncertain_
     // Received again: nothing more happens (expect(0) on Twilio).
     assert_eq!(run(&deps, id, 3).await, Outcome::Done);
 }
+
+#[tokio::test]
+async fn a_webhook_timeout_is_retried_with_the_same_webhook_id_for_the_receiver_to_dedupe() {
+    // Unlike SES, the webhook channel may repeat a call whose outcome is
+    // unknown: every attempt carries the delivery id as `webhook-id`, and
+    // Standard Webhooks receivers drop a webhook-id they have already seen.
+    let (db, hook) = (TestDb::new().await, MockServer::start().await);
+    let pg = db.client().await;
+    let who = contact(&pg).await;
+    Mock::given(method("POST"))
+        .and(path("/campaign-hook"))
+        .respond_with(ResponseTemplate::new(204).set_delay(std::time::Duration::from_secs(3)))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&hook)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/campaign-hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&hook)
+        .await;
+    let deps = deps(
+        &db,
+        Mocks {
+            webhook: Some(&hook),
+            ..Default::default()
+        },
+    );
+    let camp = campaign(&pg, &template("webhook")).await;
+    let id = released(&pg, camp, who).await;
+    assert!(matches!(run(&deps, id, 1).await, Outcome::Retry { .. }));
+    let row = ledger(&pg, id).await;
+    assert_eq!(
+        (
+            row.status.as_str(),
+            row.attempted,
+            row.error_code.as_deref()
+        ),
+        ("sending", false, Some("retryable"))
+    );
+    assert_eq!(run(&deps, id, 2).await, Outcome::Done);
+    let reqs = hook.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 2);
+    for req in &reqs {
+        assert_eq!(
+            req.headers.get("webhook-id").unwrap().to_str().unwrap(),
+            id.to_string()
+        );
+    }
+    assert_eq!(reqs[0].body, reqs[1].body);
+    let row = ledger(&pg, id).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("delivered", 2));
+}

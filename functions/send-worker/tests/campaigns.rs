@@ -361,7 +361,9 @@ async fn throttling_retries_with_backoff_then_fails_when_attempts_run_out() {
 }
 
 #[tokio::test]
-async fn a_server_error_then_success_sends_once() {
+async fn a_server_error_is_uncertain_and_never_resent() {
+    // SES may have queued the e-mail before answering 5xx, and it has no
+    // idempotency key: the row fails `uncertain` (flagged), no second call.
     let (db, ses) = (TestDb::new().await, MockServer::start().await);
     let pg = db.client().await;
     let (camp, who) = (campaign(&pg, &template("email")).await, contact(&pg).await);
@@ -374,7 +376,7 @@ async fn a_server_error_then_success_sends_once() {
         .await;
     Mock::given(method("POST"))
         .respond_with(ses_ok("second-try"))
-        .expect(1)
+        .expect(0)
         .mount(&ses)
         .await;
     let deps = deps(
@@ -384,18 +386,72 @@ async fn a_server_error_then_success_sends_once() {
             ..Default::default()
         },
     );
-    assert!(matches!(run(&deps, id, 1).await, Outcome::Retry { .. }));
+    assert_eq!(run(&deps, id, 1).await, Outcome::Done);
     assert_eq!(run(&deps, id, 2).await, Outcome::Done);
     let row = ledger(&pg, id).await;
     assert_eq!(
         (
             row.status.as_str(),
             row.attempts,
+            row.attempted,
             row.provider_id.as_deref(),
-            row.error_code
+            row.error_code.as_deref()
         ),
-        ("sent", 2, Some("second-try"), None)
+        ("failed", 1, true, None, Some("uncertain"))
     );
+    assert!(row.error.unwrap().contains("InternalFailure"));
+    assert_eq!(ses.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_ses_timeout_after_sending_is_uncertain_and_never_resent() {
+    let (db, ses) = (TestDb::new().await, MockServer::start().await);
+    let pg = db.client().await;
+    let (camp, who) = (campaign(&pg, &template("email")).await, contact(&pg).await);
+    let id = released(&pg, camp, who).await;
+    Mock::given(method("POST"))
+        .respond_with(ses_ok("too-late").set_delay(Duration::from_secs(3)))
+        .mount(&ses)
+        .await;
+    let mut deps = deps(
+        &db,
+        Mocks {
+            ses: Some(&ses),
+            ..Default::default()
+        },
+    );
+    // The request is sent; the answer comes after the call's timeout.
+    use aws_sdk_sesv2::config::{
+        BehaviorVersion, Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig,
+    };
+    let conf = aws_sdk_sesv2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("AKIDEXAMPLE", "s", None, None, "test"))
+        .endpoint_url(ses.uri())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(Duration::from_millis(300))
+                .build(),
+        )
+        .build();
+    deps.mailer = std::sync::Arc::new(crm_platform::email::SesMailer::with_client(
+        crm_platform::email::SesConfig {
+            from: "news@mail.acme.test".into(),
+            configuration_set: None,
+            timeout: Duration::from_millis(300),
+        },
+        aws_sdk_sesv2::Client::from_conf(conf),
+    ));
+    assert_eq!(run(&deps, id, 1).await, Outcome::Done);
+    assert_eq!(run(&deps, id, 2).await, Outcome::Done);
+    let row = ledger(&pg, id).await;
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.error_code.as_deref()),
+        ("failed", 1, Some("uncertain"))
+    );
+    assert_eq!(ses.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -514,4 +570,128 @@ async fn in_production_without_ses_emails_fail_visibly_instead_of_a_local_sink_s
         (row.status.as_str(), row.error_code.as_deref()),
         ("failed", Some("webhook_unconfigured"))
     );
+}
+
+#[tokio::test]
+async fn giving_up_as_uncertain_never_overwrites_an_answer_the_other_attempt_recorded() {
+    // The last receive found another attempt holding the row and gives up;
+    // meanwhile that attempt recorded SES's answer (`sent`): it stands.
+    let db = TestDb::new().await;
+    let pg = db.client().await;
+    let pool = build_pool(&DatabaseConfig::from_url(&db.url, 2).unwrap()).unwrap();
+    let client = pool.get().await.unwrap();
+    let (camp, who) = (campaign(&pg, &template("email")).await, contact(&pg).await);
+    let id = released(&pg, camp, who).await;
+    pg.execute(
+        "update campaign_deliveries set attempted_at = now(), attempts = 1 where id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    crm_domain::campaigns::delivery::record_sent(&client, id, "0100018f-ses-other")
+        .await
+        .unwrap();
+    let failed =
+        crm_domain::campaigns::delivery::record_uncertain(&client, id, "receives exhausted")
+            .await
+            .unwrap();
+    assert!(!failed);
+    let row = ledger(&pg, id).await;
+    assert_eq!(
+        (
+            row.status.as_str(),
+            row.provider_id.as_deref(),
+            row.error_code
+        ),
+        ("sent", Some("0100018f-ses-other"), None)
+    );
+    // Still `sending` (no answer recorded): failed as uncertain.
+    let camp = campaign(&pg, &template("email")).await;
+    let id = released(&pg, camp, who).await;
+    assert!(
+        crm_domain::campaigns::delivery::record_uncertain(&client, id, "receives exhausted")
+            .await
+            .unwrap()
+    );
+    let row = ledger(&pg, id).await;
+    assert_eq!(
+        (row.status.as_str(), row.error_code.as_deref()),
+        ("failed", Some("uncertain"))
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_channel_holds_the_row_and_a_withdrawn_template_fails_it() {
+    let (db, ses) = (TestDb::new().await, MockServer::start().await);
+    let pg = db.client().await;
+    Mock::given(method("POST"))
+        .respond_with(ses_ok("once"))
+        .expect(1)
+        .mount(&ses)
+        .await;
+    let deps = deps(
+        &db,
+        Mocks {
+            ses: Some(&ses),
+            ..Default::default()
+        },
+    );
+    let who = contact(&pg).await;
+
+    // The e-mail channel disabled after the release: back to queued, not sent.
+    let camp = campaign(&pg, &template("email")).await;
+    let id = released(&pg, camp, who).await;
+    pg.execute(
+        "update channels set enabled = false where name = 'email'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(run(&deps, id, 1).await, Outcome::Done);
+    let row = ledger(&pg, id).await;
+    assert_eq!(
+        (
+            row.status.as_str(),
+            row.released,
+            row.attempted,
+            row.attempts
+        ),
+        ("queued", false, false, 0)
+    );
+    // Enabled again and re-released: it goes, once.
+    pg.execute(
+        "update channels set enabled = true where name = 'email'",
+        &[],
+    )
+    .await
+    .unwrap();
+    pg.execute(
+        "update campaign_deliveries set status = 'sending', released_at = now() where id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    assert_eq!(run(&deps, id, 1).await, Outcome::Done);
+    assert_eq!(ledger(&pg, id).await.status, "sent");
+
+    // The template withdrawn (no longer approved) after the snapshot: failed.
+    for status in ["disabled", "rejected", "pending"] {
+        let camp = campaign(&pg, &template("email")).await;
+        let id = released(&pg, camp, who).await;
+        pg.execute(
+            "update message_templates set status = $2 \
+             where id = (select template_id from campaigns where id = $1)",
+            &[&camp, &status],
+        )
+        .await
+        .unwrap();
+        assert_eq!(run(&deps, id, 1).await, Outcome::Done);
+        let row = ledger(&pg, id).await;
+        assert_eq!(
+            (row.status.as_str(), row.error_code.as_deref(), row.attempts),
+            ("failed", Some("invalid_template"), 0),
+            "{status}"
+        );
+        assert!(row.error.unwrap().contains(status));
+    }
 }

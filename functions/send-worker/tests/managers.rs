@@ -217,3 +217,39 @@ async fn a_webhook_target_missing_from_configuration_fails_the_notification() {
         Some("the manager's webhook target is not among OUTBOUND_WEBHOOK_URLS")
     );
 }
+
+/// Answers every e-mail with an unknown outcome (SES 5xx or a timeout after
+/// the request went out), counting the calls.
+#[derive(Default)]
+struct UncertainMailer {
+    calls: Mutex<u32>,
+}
+
+impl Mailer for UncertainMailer {
+    fn send<'a>(&'a self, _email: &'a OutboundEmail) -> BoxFuture<'a, Result<MailSent, MailError>> {
+        Box::pin(async move {
+            *self.calls.lock().unwrap() += 1;
+            Err(MailError::Uncertain(
+                "SES InternalFailure (HTTP 500)".into(),
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_uncertain_mail_outcome_is_flagged_and_never_repeated() {
+    let db = TestDb::new().await;
+    let id = notification(&db, "email", Some("gerente@imob.com.br"), None).await;
+    let mut deps = deps_for(&db, &[], 3, 2000);
+    let mailer = Arc::new(UncertainMailer::default());
+    deps.mailer = mailer.clone();
+    assert_eq!(run(&deps, id, 1).await, Outcome::Done);
+    assert_eq!(run(&deps, id, 2).await, Outcome::Done);
+    assert_eq!(*mailer.calls.lock().unwrap(), 1, "never a second e-mail");
+    let (status, attempts, provider, error) = row(&db, id).await;
+    assert_eq!(
+        (status.as_str(), attempts, provider),
+        ("uncertain", 1, None)
+    );
+    assert!(error.unwrap().contains("InternalFailure"));
+}

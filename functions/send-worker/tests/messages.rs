@@ -413,3 +413,53 @@ async fn two_concurrent_receives_of_one_job_call_twilio_once() {
         Some("SM5123456789abcdef0123456789abcdef")
     );
 }
+
+#[tokio::test]
+async fn an_opt_out_after_acceptance_is_honoured_at_send_time() {
+    // The API checked opt-outs when it accepted the message; the contact
+    // opts out (STOP, link, API) before the worker gets to it.
+    let (db, twilio) = (TestDb::new().await, MockServer::start().await);
+    let pg = db.client().await;
+    let id = queued(&pg, "whatsapp", "hello", None).await;
+    let other: Uuid = pg
+        .query_one(
+            "insert into messages (direction, channel, contact_id, body, status) \
+             select 'out', 'sms', contact_id, 'hello', 'queued' from messages where id = $1 \
+             returning id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    pg.execute(
+        "insert into opt_outs (contact_id, channel, source) \
+         select contact_id, 'whatsapp', 'api' from messages where id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    Mock::given(method("POST"))
+        .and(body_string_contains("To=%2B905321234567"))
+        .respond_with(created("SM4123456789abcdef0123456789abcdef"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let deps = deps(&db, Some(&twilio.uri()));
+    assert_eq!(run(&deps, id, 1).await, Outcome::Done);
+    let (sid, status, code, reason) = row(&pg, id).await;
+    assert_eq!((sid, status.as_str(), code), (None, "failed", None));
+    assert!(reason.unwrap().starts_with("opted_out"));
+    let claimed: i64 = pg
+        .query_one(
+            "select count(*) from message_sends where message_id = $1 and attempted_at is not null",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(claimed, 0);
+    // An opt-out of another channel does not stop an SMS (one Twilio call).
+    assert_eq!(run(&deps, other, 1).await, Outcome::Done);
+    assert_eq!(row(&pg, other).await.1, "queued");
+    assert!(row(&pg, other).await.0.is_some());
+}

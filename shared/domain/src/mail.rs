@@ -29,8 +29,13 @@ pub struct MailSent {
 /// The provider did not accept it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailError {
-    /// Worth trying again later (throttling, 5xx, timeouts, transport).
+    /// The provider provably did not take it (throttled, or no connection
+    /// was made): worth trying again later.
     Retryable(String),
+    /// The request may have reached the provider but no answer says whether
+    /// it was taken (timeout after sending, 5xx, a transport error
+    /// mid-request): never resend it, flag it.
+    Uncertain(String),
     /// Will never succeed as it is (rejected address, bad request, suppressed).
     Permanent(String),
 }
@@ -40,6 +45,7 @@ impl std::fmt::Display for MailError {
         match self {
             MailError::Retryable(r) => write!(f, "retryable: {r}"),
             MailError::Permanent(r) => write!(f, "permanent: {r}"),
+            MailError::Uncertain(r) => write!(f, "uncertain: {r}"),
         }
     }
 }

@@ -7,10 +7,14 @@
 //! (backoff between receives, a maximum), so one `send` is one HTTP call.
 //! Answers are classified by SES's error code, never by its message text
 //! (a rejection message can quote the recipient's address):
-//! throttling (`TooManyRequests`, `LimitExceeded`), 5xx, `SendingPaused`
-//! and transport failures or timeouts are retryable; `MessageRejected`,
-//! `BadRequest`, `AccountSuspended`, `MailFromDomainNotVerified`,
-//! `NotFound` and any other 4xx are permanent.
+//! only answers that prove SES did not take the e-mail are retryable:
+//! throttling (`TooManyRequests`, `LimitExceeded`, 429), `SendingPaused`,
+//! and connect-phase failures (DNS, connection refused, connect timeout:
+//! the request never left). A timeout after the request was sent, a 5xx
+//! and a transport error mid-request are *uncertain* (SES may have accepted
+//! it and has no idempotency key: the caller must not resend).
+//! `MessageRejected`, `BadRequest`, `AccountSuspended`,
+//! `MailFromDomainNotVerified`, `NotFound` and any other 4xx are permanent.
 //!
 //! The client is built on first use (one `aws_config` load), so the send
 //! worker's `Deps` stay synchronous to build.
@@ -149,8 +153,8 @@ impl Mailer for SesMailer {
     }
 }
 
-/// SES's answer as retryable or permanent, in words that quote nothing of it
-/// but the error code and HTTP status.
+/// SES's answer as retryable, uncertain or permanent, in words that quote
+/// nothing of it but the error code and HTTP status.
 pub fn classify(err: &SdkError<SendEmailError, HttpResponse>) -> MailError {
     match err {
         SdkError::ServiceError(ctx) => {
@@ -172,27 +176,52 @@ pub fn classify(err: &SdkError<SendEmailError, HttpResponse>) -> MailError {
                 | SendEmailError::AccountSuspendedException(_)
                 | SendEmailError::MailFromDomainNotVerifiedException(_)
                 | SendEmailError::NotFoundException(_) => MailError::Permanent(why),
-                _ if status == 429 || status >= 500 || code == "Throttling" => {
-                    MailError::Retryable(why)
-                }
+                _ if status == 429 || code == "Throttling" => MailError::Retryable(why),
+                // A 5xx does not say whether the e-mail was queued first.
+                _ if status >= 500 => MailError::Uncertain(why),
                 _ => MailError::Permanent(why),
             }
         }
         SdkError::ResponseError(ctx) => {
             let status = ctx.raw().status().as_u16();
-            if status == 429 || status >= 500 {
+            if status == 429 {
                 MailError::Retryable(format!("SES answered HTTP {status}"))
+            } else if status >= 500 || (200..300).contains(&status) {
+                // A 2xx we could not read may well be a taken e-mail.
+                MailError::Uncertain(format!("SES answered HTTP {status} (unreadable)"))
             } else {
                 MailError::Permanent(format!("SES answered HTTP {status} (unreadable)"))
             }
         }
-        SdkError::TimeoutError(_) => MailError::Retryable("the SES call timed out".into()),
-        SdkError::DispatchFailure(_) => {
+        SdkError::DispatchFailure(_) if before_sending(err) => {
             MailError::Retryable("the SES call failed to connect".into())
+        }
+        SdkError::TimeoutError(_) if before_sending(err) => {
+            MailError::Retryable("the SES call timed out while connecting".into())
+        }
+        SdkError::TimeoutError(_) => {
+            MailError::Uncertain("the SES call timed out after sending".into())
+        }
+        SdkError::DispatchFailure(_) => {
+            MailError::Uncertain("the SES call failed mid-request".into())
         }
         SdkError::ConstructionFailure(_) => {
             MailError::Permanent("the SES request could not be built".into())
         }
-        _ => MailError::Retryable("the SES call failed".into()),
+        _ => MailError::Uncertain("the SES call failed".into()),
     }
+}
+
+/// Whether the failure happened while connecting (DNS, refused, TLS, connect
+/// timeout), i.e. before any byte of the request went out: the HTTP
+/// client's connect-phase error is somewhere in the error's source chain.
+fn before_sending(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            return h.is_connect();
+        }
+        next = e.source();
+    }
+    false
 }

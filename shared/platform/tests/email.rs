@@ -1,6 +1,7 @@
 //! The SES v2 mailer against a mock SES endpoint: the exact `SendEmail`
 //! request (path, JSON body, SigV4 authorization) and how answers map to
-//! sent, retryable and permanent.
+//! sent, retryable (SES provably did not take it), uncertain (it may have)
+//! and permanent.
 
 use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
 use crm_domain::mail::{MailError, Mailer, OutboundEmail};
@@ -145,12 +146,12 @@ async fn rejections_are_permanent_and_quote_no_address() {
 }
 
 #[tokio::test]
-async fn throttling_and_server_errors_are_retryable() {
-    for (status, kind) in [
-        (429, "TooManyRequestsException"),
-        (500, "InternalFailure"),
-        (503, "ServiceUnavailable"),
-        (400, "LimitExceededException"),
+async fn throttling_is_retryable_and_server_errors_are_uncertain() {
+    for (status, kind, retryable) in [
+        (429, "TooManyRequestsException", true),
+        (400, "LimitExceededException", true),
+        (500, "InternalFailure", false),
+        (503, "ServiceUnavailable", false),
     ] {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
@@ -158,18 +159,57 @@ async fn throttling_and_server_errors_are_retryable() {
             .expect(1)
             .mount(&server)
             .await;
-        assert!(
-            matches!(
-                mailer(&server, None).send(&email()).await,
-                Err(MailError::Retryable(_))
-            ),
-            "{status} {kind}"
-        );
+        let got = mailer(&server, None).send(&email()).await;
+        if retryable {
+            assert!(
+                matches!(got, Err(MailError::Retryable(_))),
+                "{status} {kind}: {got:?}"
+            );
+        } else {
+            // SES may have queued the e-mail before failing: never resent.
+            assert!(
+                matches!(got, Err(MailError::Uncertain(_))),
+                "{status} {kind}: {got:?}"
+            );
+        }
     }
 }
 
 #[tokio::test]
-async fn no_answer_is_retryable() {
+async fn a_refused_connection_is_retryable() {
+    // A port nobody listens on: the request never left.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = aws_sdk_sesv2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "test-secret",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let m = SesMailer::with_client(
+        SesConfig {
+            from: "news@mail.acme.test".into(),
+            configuration_set: None,
+            timeout: Duration::from_secs(2),
+        },
+        aws_sdk_sesv2::Client::from_conf(conf),
+    );
+    let got = m.send(&email()).await;
+    assert!(matches!(got, Err(MailError::Retryable(_))), "{got:?}");
+}
+
+#[tokio::test]
+async fn no_answer_after_sending_is_uncertain() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
@@ -203,6 +243,6 @@ async fn no_answer_is_retryable() {
     );
     assert!(matches!(
         m.send(&email()).await,
-        Err(MailError::Retryable(_))
+        Err(MailError::Uncertain(_))
     ));
 }

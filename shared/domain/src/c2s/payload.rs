@@ -174,7 +174,11 @@ pub fn contact_hash(name: Option<&str>, email: Option<&str>, phone: Option<&str>
 /// `phone_global` — every number the enrichment worker may look up (it tries
 /// them in that order) — and the worker re-enriches an update only when
 /// this changed.
-pub fn contact_hash_phones(name: Option<&str>, email: Option<&str>, phones: &[Option<&str>]) -> String {
+pub fn contact_hash_phones(
+    name: Option<&str>,
+    email: Option<&str>,
+    phones: &[Option<&str>],
+) -> String {
     let name = name.map(str::trim).unwrap_or("");
     let email = email.map(|e| e.trim().to_lowercase()).unwrap_or_default();
     let phone = phones

@@ -26,7 +26,8 @@ mod record;
 mod render;
 
 pub use record::{
-    record_delivered, record_failed, record_sent, release, status, sync_from_message,
+    record_delivered, record_failed, record_sent, record_uncertain, release, status,
+    sync_from_message,
 };
 pub use render::{Links, Rendered, render_all, unsubscribe_line};
 
@@ -190,7 +191,8 @@ async fn message_in_flight(db: &impl GenericClient, message_id: Uuid) -> anyhow:
 }
 
 /// The send-time checks, in order: campaign cancelled / not sending, module
-/// switch, opt-out, address, WhatsApp window, rendering.
+/// switch, channel still enabled, template still approved, opt-out, address,
+/// WhatsApp window, rendering.
 async fn decide(
     tx: &impl GenericClient,
     delivery_id: Uuid,
@@ -199,8 +201,10 @@ async fn decide(
 ) -> anyhow::Result<Begin> {
     let campaign = tx
         .query_one(
-            "select c.status, c.channel, t.body, t.subject, t.content_sid, t.variables \
-             from campaigns c join message_templates t on t.id = c.template_id where c.id = $1",
+            "select c.status, c.channel, t.body, t.subject, t.content_sid, t.variables, \
+                    t.status, coalesce(ch.enabled, false) \
+             from campaigns c join message_templates t on t.id = c.template_id \
+             left join channels ch on ch.name = c.channel where c.id = $1",
             &[&row.campaign_id],
         )
         .await
@@ -221,6 +225,20 @@ async fn decide(
     {
         requeue(tx, delivery_id).await?;
         return Ok(Begin::Requeued("module_disabled"));
+    }
+    // The channel was disabled after the release: held, not sent (the runner
+    // pauses the campaign; resuming re-releases the row).
+    if !campaign.get::<_, bool>(7) {
+        requeue(tx, delivery_id).await?;
+        return Ok(Begin::Requeued("channel_disabled"));
+    }
+    // The template was withdrawn (pending, rejected, disabled) since the snapshot.
+    let template_status: String = campaign.get(6);
+    if template_status != "approved" {
+        let reason = format!("the template is no longer approved (status {template_status})");
+        fail(tx, delivery_id, INVALID_TEMPLATE, &reason).await?;
+        cancel_message(tx, row.message_id).await?;
+        return Ok(Begin::Failed(INVALID_TEMPLATE.into()));
     }
     let contact = tx
         .query_one(

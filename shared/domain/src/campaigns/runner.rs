@@ -164,7 +164,7 @@ pub async fn stop(db: &impl GenericClient, lease: &Lease) -> anyhow::Result<Opti
             "update campaigns c set runner_lease_until = null \
              where c.id = $1 and c.runner_lease_until = $2 \
                and (c.status <> 'sending' \
-                    or exists (select 1 from module_switches m where m.module = 'crm' and not m.enabled)) \
+                    or not exists (select 1 from module_switches m where m.module = 'crm' and m.enabled)) \
              returning c.status",
             &[&lease.campaign_id, &lease.until],
         )
@@ -221,7 +221,7 @@ pub async fn start(db: &impl GenericClient, lease: &Lease) -> anyhow::Result<Sta
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchState {
     pub status: String,
-    /// The `crm` kill switch (a missing row counts as on, as in `switch::crm_enabled`).
+    /// The `crm` kill switch (a missing row counts as off, as in `switch::crm_enabled`).
     pub module_enabled: bool,
     pub channel: String,
     pub channel_enabled: bool,
@@ -242,7 +242,7 @@ pub async fn batch_state(
     let stmt = db
         .prepare_cached(
             "select c.status, \
-                    coalesce((select enabled from module_switches where module = 'crm'), true), \
+                    coalesce((select enabled from module_switches where module = 'crm'), false), \
                     ch.name, ch.enabled, ch.rate_per_second::float8, \
                     (select count(*) from campaign_deliveries d where d.campaign_id = c.id and d.status = 'queued'), \
                     (select count(*) from campaign_deliveries d where d.campaign_id = c.id and d.status = 'sending'), \
@@ -268,22 +268,32 @@ pub async fn batch_state(
     }))
 }
 
-/// Releases up to `limit` `queued` rows in ONE statement: each becomes
-/// `sending` (`released_at` = the statement's time, the same for the whole
-/// batch) and gets one `send_campaign_message` outbox row. Nothing is
-/// released unless the campaign is `sending` under this lease and the `crm`
-/// module is on. Returns the outbox `message_id`s to publish after commit.
+/// Releases up to `limit` `queued` rows, as many as the channel's shared
+/// budget allows, in the caller's transaction (run it in one: the channel
+/// row stays locked until commit, so concurrent runners on one channel take
+/// turns). Each released row becomes `sending` (`released_at` = the
+/// statement's time, the same for the whole batch) and gets one
+/// `send_campaign_message` outbox row. Nothing is released (and no budget
+/// taken) unless the campaign is `sending` under this lease and the `crm`
+/// module is on. `at` is the bucket's clock (`None`: the database's
+/// `clock_timestamp()`; tests pass explicit times). Returns the outbox
+/// `message_id`s to publish after commit.
 pub async fn release_batch(
     db: &impl GenericClient,
     lease: &Lease,
     limit: i64,
+    at: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Vec<Uuid>> {
+    let budget = take_budget(db, lease.campaign_id, limit, at).await?;
+    if budget == 0 {
+        return Ok(Vec::new());
+    }
     let stmt = db
         .prepare_cached(
             "with allowed as ( \
                  select c.id from campaigns c \
                  where c.id = $1 and c.status = 'sending' and c.runner_lease_until = $2 \
-                   and not exists (select 1 from module_switches m where m.module = 'crm' and not m.enabled) \
+                   and exists (select 1 from module_switches m where m.module = 'crm' and m.enabled) \
              ), next as ( \
                  select d.id from campaign_deliveries d \
                  where d.campaign_id = (select id from allowed) and d.status = 'queued' \
@@ -302,14 +312,61 @@ pub async fn release_batch(
         .await
         .context("preparing the release")?;
     let rows = db
-        .query(&stmt, &[&lease.campaign_id, &lease.until, &limit])
+        .query(&stmt, &[&lease.campaign_id, &lease.until, &budget])
         .await
         .context("releasing a batch of deliveries")?;
+    let released = rows.len() as i64;
+    if released > 0 {
+        db.execute(
+            "update channels set tokens = tokens - $2::float8::numeric \
+             where name = (select channel from campaigns where id = $1)",
+            &[&lease.campaign_id, &(released as f64)],
+        )
+        .await
+        .context("spending the channel budget")?;
+    }
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// The channel's token bucket: locks the campaign's `channels` row (until
+/// the caller's commit), refills it by `rate × (at − refilled_at)` capped at
+/// `cap` (one batch: `rate × interval`, at least 1), and answers how many
+/// rows may go now: `min(cap, tokens rounded)`. Rounding lets a runner
+/// whose timer fired a few milliseconds early take its batch; the fraction
+/// it borrows (at most half a message) is repaid from the next refill, so
+/// over any period the channel's runners together release at most
+/// `cap + rate × period` rows. A bucket never used (`refilled_at` null)
+/// starts full. The tokens spent are subtracted by [`release_batch`].
+pub async fn take_budget(
+    db: &impl GenericClient,
+    campaign_id: Uuid,
+    cap: i64,
+    at: Option<DateTime<Utc>>,
+) -> anyhow::Result<i64> {
+    let stmt = db
+        .prepare_cached(
+            "update channels ch set \
+                 tokens = case when ch.refilled_at is null then $2::float8::numeric \
+                          else least($2::float8::numeric, ch.tokens + ch.rate_per_second * \
+                               greatest(0, extract(epoch from (coalesce($3, clock_timestamp()) - ch.refilled_at)))) end, \
+                 refilled_at = greatest(ch.refilled_at, coalesce($3, clock_timestamp())) \
+             where ch.name = (select channel from campaigns where id = $1) \
+             returning least($2::float8, floor(ch.tokens::float8 + 0.5))::int8",
+        )
+        .await
+        .context("preparing the channel budget")?;
+    let cap = cap.max(1);
+    let row = db
+        .query_opt(&stmt, &[&campaign_id, &(cap as f64), &at])
+        .await
+        .context("refilling the channel budget")?;
+    Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0)))
+}
+
 /// Failures among the last `window` rows that came back from the provider
-/// path (`sent`, `delivered`, `failed`), newest first: `(failed, counted)`.
+/// path (`sent`, `delivered`, `failed`) since the campaign was last sent or
+/// resumed (`campaigns.resumed_at`), newest first: `(failed, counted)`. The
+/// failures that paused a campaign do not count again after its resume.
 pub async fn recent_outcomes(
     db: &impl GenericClient,
     campaign_id: Uuid,
@@ -320,6 +377,8 @@ pub async fn recent_outcomes(
             "select count(*) filter (where status = 'failed'), count(*) from ( \
                  select status from campaign_deliveries \
                  where campaign_id = $1 and status in ('sent', 'delivered', 'failed') \
+                   and coalesce(failed_at, sent_at) > coalesce( \
+                       (select resumed_at from campaigns where id = $1), '-infinity'::timestamptz) \
                  order by coalesce(failed_at, sent_at) desc nulls last limit $2 \
              ) w",
         )
@@ -352,6 +411,59 @@ pub async fn threshold_exceeded(
         )));
     }
     Ok(None)
+}
+
+/// What [`reconcile_stuck`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Never attempted (no `attempted_at`, no linked message): back to `queued`.
+    pub requeued: u64,
+    /// Attempted with no recorded result: `failed` / `uncertain`, never resent.
+    pub failed: u64,
+}
+
+/// Rows `sending` for longer than `timeout` since their release (their job
+/// dead-lettered, say). A row the send worker never claimed for the
+/// provider (`attempted_at` and `message_id` null) goes back to `queued`,
+/// `released_at` null, and is released again (the send worker's claim on
+/// the row keeps that to one message: an old job finds the row `queued` or
+/// already handled). A row that was attempted (or has an outbound message)
+/// may have reached the provider: it becomes `failed` with `error_code`
+/// `uncertain` and is never resent. Guarded by this lease; one statement.
+pub async fn reconcile_stuck(
+    db: &impl GenericClient,
+    lease: &Lease,
+    timeout: Duration,
+) -> anyhow::Result<Reconciled> {
+    let row = db
+        .query_one(
+            "with stuck as ( \
+                 select d.id, (d.attempted_at is null and d.message_id is null) as fresh \
+                 from campaign_deliveries d join campaigns c on c.id = d.campaign_id \
+                 where c.id = $1 and c.runner_lease_until = $2 and d.status = 'sending' \
+                   and d.released_at < clock_timestamp() - make_interval(secs => $3) \
+                 for update of d skip locked \
+             ), moved as ( \
+                 update campaign_deliveries d set \
+                     status = case when s.fresh then 'queued' else 'failed' end, \
+                     released_at = case when s.fresh then null else d.released_at end, \
+                     failed_at = case when s.fresh then null else now() end, \
+                     error_code = case when s.fresh then d.error_code else 'uncertain' end, \
+                     error = case when s.fresh then d.error \
+                             else 'still sending after the in-flight timeout: outcome unknown, not resent' end, \
+                     updated_at = now() \
+                 from stuck s where d.id = s.id and d.status = 'sending' \
+                 returning s.fresh \
+             ) \
+             select count(*) filter (where fresh), count(*) filter (where not fresh) from moved",
+            &[&lease.campaign_id, &lease.until, &timeout.as_secs_f64()],
+        )
+        .await
+        .context("reconciling deliveries stuck in sending")?;
+    Ok(Reconciled {
+        requeued: row.get::<_, i64>(0) as u64,
+        failed: row.get::<_, i64>(1) as u64,
+    })
 }
 
 /// Per-status row counts of the campaign's ledger.

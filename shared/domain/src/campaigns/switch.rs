@@ -6,8 +6,9 @@ use crate::db::GenericClient;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-/// Whether the campaigns module is on. A missing row counts as on: the
-/// migration seeds it as on and nothing deletes it.
+/// Whether the campaigns module is on. A missing row counts as off (the
+/// switch fails closed): the migration seeds it as on, so a missing row
+/// means someone deleted it, and sending is then the unsafe guess.
 pub async fn crm_enabled(db: &impl GenericClient) -> anyhow::Result<bool> {
     let stmt = db
         .prepare_cached("select enabled from module_switches where module = 'crm'")
@@ -17,7 +18,22 @@ pub async fn crm_enabled(db: &impl GenericClient) -> anyhow::Result<bool> {
         .query_opt(&stmt, &[])
         .await
         .context("reading the module switch")?
-        .is_none_or(|r| r.get(0)))
+        .is_some_and(|r| r.get(0)))
+}
+
+/// [`crm_enabled`] inside a write transaction, with the row share-locked
+/// until commit: a send or resume checked here cannot commit after the
+/// switch went off (a toggle that committed first is seen; one that comes
+/// later waits for this transaction). Missing row: off.
+pub async fn crm_enabled_locked(db: &impl GenericClient) -> anyhow::Result<bool> {
+    Ok(db
+        .query_opt(
+            "select enabled from module_switches where module = 'crm' for share",
+            &[],
+        )
+        .await
+        .context("locking the module switch")?
+        .is_some_and(|r| r.get(0)))
 }
 
 /// The switch as stored.

@@ -82,17 +82,22 @@ pub struct Run {
     pub attempts: i32,
 }
 
-/// Creates the event's run, or counts another attempt of it.
+/// Creates the event's run, or counts another attempt of it — only while
+/// the event is still `received`, checked in the same statement (the event
+/// row is locked): a duplicate delivery never reopens a finished run.
+/// `None`: the event is no longer `received`.
 pub async fn start_run(
     db: &impl GenericClient,
     event_id: Uuid,
     lead_id: &str,
     hook_action: &str,
     contact_hash: &str,
-) -> anyhow::Result<Run> {
+) -> anyhow::Result<Option<Run>> {
     let stmt = db
         .prepare_cached(
-            "insert into enrichment_runs (event_id, lead_id, hook_action, contact_hash) values ($1, $2, $3, $4) \
+            "with ev as (select id from webhook_events where id = $1 and status = 'received' for update) \
+             insert into enrichment_runs (event_id, lead_id, hook_action, contact_hash) \
+             select ev.id, $2, $3, $4 from ev \
              on conflict (event_id) do update set attempts = enrichment_runs.attempts + 1, \
                  contact_hash = excluded.contact_hash, status = 'running', finished_at = null, \
                  duration_ms = null, error = null, \
@@ -103,13 +108,13 @@ pub async fn start_run(
         .await
         .context("preparing the run start")?;
     let row = db
-        .query_one(&stmt, &[&event_id, &lead_id, &hook_action, &contact_hash])
+        .query_opt(&stmt, &[&event_id, &lead_id, &hook_action, &contact_hash])
         .await
         .context("starting the enrichment run")?;
-    Ok(Run {
+    Ok(row.map(|row| Run {
         id: row.get(0),
         attempts: row.get(1),
-    })
+    }))
 }
 
 /// The contact hash of the lead's last run that enriched (completed or partial), other than `run`.
@@ -209,6 +214,28 @@ pub async fn fail_event(
     Ok(())
 }
 
+/// Marks an event the worker gave up on (`error` is the give-up reason it
+/// was failed with) as retryable: `error_code = 'gave_up'`, so a re-send of
+/// the element by C2S takes it over (migrations/V16). A final `failed`
+/// outcome (no CPF found, invalid data) has no such code and stays final.
+pub async fn mark_gave_up(
+    db: &impl GenericClient,
+    event_id: Uuid,
+    error: &str,
+) -> anyhow::Result<()> {
+    let stmt = db
+        .prepare_cached(
+            "update webhook_events set error_code = 'gave_up' \
+             where id = $1 and status = 'failed' and error = left($2, 2000)",
+        )
+        .await
+        .context("preparing the give-up mark")?;
+    db.execute(&stmt, &[&event_id, &error])
+        .await
+        .context("marking the give-up")?;
+    Ok(())
+}
+
 /// The answer to a lookup claim.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LookupClaim {
@@ -301,6 +328,26 @@ pub async fn release_lookup(db: &impl GenericClient, key: &str) -> anyhow::Resul
         .await
         .context("releasing the lookup")?;
     Ok(())
+}
+
+/// Deletes up to `limit` expired lookups (answers past their window, claims
+/// whose holder died over an hour ago), so the cache keeps no answer longer
+/// than `LOOKUP_DEDUP_WINDOW_SECS`. Rows another worker holds are skipped.
+/// Returns how many went.
+pub async fn purge_lookups(db: &impl GenericClient, limit: i64) -> anyhow::Result<u64> {
+    let stmt = db
+        .prepare_cached(
+            "delete from enrichment_lookups where key in ( \
+               select key from enrichment_lookups \
+               where (state = 'done' and expires_at <= now()) \
+                  or (state = 'pending' and lease_until <= now() - interval '1 hour') \
+               order by expires_at limit $1 for update skip locked)",
+        )
+        .await
+        .context("preparing the lookup purge")?;
+    db.execute(&stmt, &[&limit])
+        .await
+        .context("purging expired lookups")
 }
 
 /// Inserts or refreshes the person of `p.cpf`; returns the party id.

@@ -2,6 +2,9 @@
 //! calling Twilio, record the answer. A message is sent at most once: one
 //! with a SID is done, and one whose previous attempt's outcome is unknown
 //! (claimed, no SID, lease expired) is failed as uncertain, not resent.
+//! Opt-outs are checked again at send time, under the message's lock: one
+//! recorded after the API accepted the message fails it `opted_out`
+//! (campaign messages and one-off sends alike), with no Twilio call.
 
 use crate::{crm::ApiError, db::GenericClient};
 use anyhow::Context;
@@ -51,9 +54,15 @@ pub enum Claim {
     Uncertain,
     /// No such outbound message (deleted with its contact).
     Missing,
+    /// The contact opted out of the message's channel after it was queued:
+    /// marked failed (`OPTED_OUT`), not sent.
+    OptedOut,
 }
 
 pub const UNCERTAIN: &str = "uncertain: previous attempt outcome unknown";
+/// `error_message` of a message not sent because the contact opted out of
+/// its channel (it starts with the ledger's `opted_out` reason).
+pub const OPTED_OUT: &str = "opted_out: the contact opted out of this channel";
 
 /// Claims the message for one Twilio call, in one transaction.
 pub async fn claim(
@@ -80,7 +89,9 @@ pub async fn claim(
         .query_opt(
             "select m.channel, c.phone, m.body, m.media_key, m.template_sid, s.content_variables, \
                     m.provider_sid, m.status, s.attempted_at, \
-                    s.attempted_at > now() - make_interval(secs => $2) \
+                    s.attempted_at > now() - make_interval(secs => $2), \
+                    exists (select 1 from opt_outs o \
+                            where o.contact_id = m.contact_id and o.channel = m.channel) \
              from messages m join contacts c on c.id = m.contact_id \
              left join message_sends s on s.message_id = m.id \
              where m.id = $1 and m.direction = 'out'",
@@ -106,6 +117,13 @@ pub async fn claim(
             .await
             .context("committing the uncertain failure")?;
         return Ok(Claim::Uncertain);
+    }
+    if row.get::<_, bool>(10) {
+        fail(&tx, message_id, None, OPTED_OUT).await?;
+        tx.commit()
+            .await
+            .context("committing the opt-out failure")?;
+        return Ok(Claim::OptedOut);
     }
     let Some(to) = row.get::<_, Option<String>>(1) else {
         fail(&tx, message_id, None, "the contact has no phone number").await?;

@@ -491,7 +491,9 @@ pub async fn pause(db: &impl GenericClient, who: &Principal, id: Uuid) -> Result
     Ok(Done::new(200, with_counts(db, &r).await?))
 }
 
-/// POST {id}/resume: paused → sending (queued when no snapshot yet), runner enqueued.
+/// POST {id}/resume: paused → sending (queued when no snapshot yet), runner
+/// enqueued. `resumed_at` is set: the error threshold counts only outcomes
+/// after it, so the failures that paused the campaign do not pause it again.
 pub async fn resume(db: &impl GenericClient, who: &Principal, id: Uuid) -> Result<Done, ApiError> {
     let r = row(db, id, true).await?;
     let status: String = r.get(5);
@@ -500,7 +502,7 @@ pub async fn resume(db: &impl GenericClient, who: &Principal, id: Uuid) -> Resul
     }
     let sql = format!(
         "update campaigns set status = case when snapshot_at is null then 'queued' else 'sending' end, \
-             pause_reason = null, updated_at = now() where id = $1 returning {COLUMNS}"
+             pause_reason = null, resumed_at = now(), updated_at = now() where id = $1 returning {COLUMNS}"
     );
     let r = db
         .query_one(sql.as_str(), &[&id])
@@ -523,7 +525,9 @@ pub async fn resume(db: &impl GenericClient, who: &Principal, id: Uuid) -> Resul
     Ok(done)
 }
 
-/// POST {id}/cancel: any but finished/cancelled → cancelled; queued rows → cancelled.
+/// POST {id}/cancel: any but finished/cancelled → cancelled; queued rows,
+/// and `sending` rows the send worker never attempted (no `attempted_at`, no
+/// outbound message), → cancelled. An attempted row stays for its result.
 pub async fn cancel(db: &impl GenericClient, who: &Principal, id: Uuid) -> Result<Done, ApiError> {
     let r = row(db, id, true).await?;
     let status: String = r.get(5);
@@ -541,7 +545,8 @@ pub async fn cancel(db: &impl GenericClient, who: &Principal, id: Uuid) -> Resul
     let rows = db
         .execute(
             "update campaign_deliveries set status = 'cancelled', updated_at = now() \
-             where campaign_id = $1 and status = 'queued'",
+             where campaign_id = $1 and (status = 'queued' \
+                   or (status = 'sending' and attempted_at is null and message_id is null))",
             &[&id],
         )
         .await

@@ -50,6 +50,28 @@ pub async fn record_failed(
     fail(db, delivery_id, code, reason).await
 }
 
+/// Another attempt's outcome cannot be known from here (it held the row
+/// when the receives ran out): `failed` / `uncertain`, but only while the
+/// row is still `sending` — if that attempt recorded `sent` or `delivered`
+/// meanwhile, its answer stands. Returns whether the row was failed.
+pub async fn record_uncertain(
+    db: &impl GenericClient,
+    delivery_id: Uuid,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    let reason: String = reason.chars().take(1000).collect();
+    let n = db
+        .execute(
+            "update campaign_deliveries set status = 'failed', error_code = $2, error = $3, \
+               failed_at = now(), updated_at = now() \
+             where id = $1 and status = 'sending'",
+            &[&delivery_id, &super::UNCERTAIN, &reason],
+        )
+        .await
+        .context("failing the delivery as uncertain")?;
+    Ok(n == 1)
+}
+
 /// The provider provably did not take it (throttled, 5xx, no connection):
 /// the claim is cleared so a later receive may try again.
 pub async fn release(
@@ -94,7 +116,9 @@ pub async fn sync_from_message(
                delivered_at = case when m.next = 'delivered' then now() else d.delivered_at end, \
                failed_at = case when m.next = 'failed' then now() else d.failed_at end, \
                error_code = case when m.next = 'failed' then coalesce(m.error_code::text, \
-                                   case when m.error_message like 'uncertain%' then 'uncertain' else 'failed' end) \
+                                   case when m.error_message like 'uncertain%' then 'uncertain' \
+                                        when m.error_message like 'opted_out%' then 'opted_out' \
+                                        else 'failed' end) \
                                  when m.next = 'sent' then null else d.error_code end, \
                error = case when m.next = 'failed' then left(coalesce(m.error_message, 'the message failed'), 1000) \
                             when m.next = 'sent' then null else d.error end, \
