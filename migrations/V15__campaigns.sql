@@ -95,7 +95,10 @@ create index campaigns_active_idx on campaigns (status) where status in ('queued
 -- The per-recipient ledger.
 create table campaign_deliveries (
     id            uuid primary key default gen_random_uuid(),
-    campaign_id   uuid not null references campaigns (id) on delete cascade,
+    -- No foreign key to campaigns: its per-row check cost ~0.7 s of a 100k-row
+    -- snapshot, and the snapshot runs with the campaign row locked, so the
+    -- campaign exists. Deleting a campaign deletes its ledger (trigger below).
+    campaign_id   uuid not null,
     contact_id    uuid not null references contacts (id) on delete cascade,
     -- queued: waiting for release; sending: released to the send queue (or
     -- with the provider); sent: the provider took it; delivered | failed:
@@ -128,6 +131,15 @@ create index campaign_deliveries_message_idx on campaign_deliveries (message_id)
 -- The campaign worker's error threshold: the last W rows that left the provider path, newest first.
 create index campaign_deliveries_outcome_idx on campaign_deliveries (campaign_id, (coalesce(failed_at, sent_at)) desc nulls last)
     where status in ('sent', 'delivered', 'failed');
+
+-- The ledger goes with its campaign: one set-based delete per statement.
+create function campaign_deliveries_cascade() returns trigger language plpgsql as $$
+begin
+    delete from campaign_deliveries d using gone where d.campaign_id = gone.id;
+    return null;
+end $$;
+create trigger campaigns_delete_ledger after delete on campaigns
+    referencing old table as gone for each statement execute function campaign_deliveries_cascade();
 
 -- Who did what, with ids and counts only — never message bodies or contact details.
 create table audit_log (

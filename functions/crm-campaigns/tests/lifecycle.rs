@@ -159,3 +159,24 @@ async fn counts_are_the_ledger_live_even_after_finished() {
         list.body
     );
 }
+
+#[tokio::test]
+async fn deleting_a_campaign_deletes_its_ledger() {
+    // The ledger has no per-row foreign key to campaigns (snapshot cost);
+    // a statement trigger keeps the cascade.
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let id = mid_run(&db, &deps).await;
+    let c = db.client().await;
+    assert_eq!(
+        count(&c, "select count(*) from campaign_deliveries").await,
+        3
+    );
+    c.execute("delete from campaigns where id = $1::text::uuid", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&c, "select count(*) from campaign_deliveries").await,
+        0
+    );
+}

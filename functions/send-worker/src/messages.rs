@@ -4,10 +4,13 @@
 //! so a redelivered job finds it: a message with a SID is done; one whose
 //! claim is older than the lease with no SID (the worker died between
 //! Twilio's answer and our update) is failed as "uncertain: previous attempt
-//! outcome unknown" rather than sent twice. Twilio's 429/5xx/no answer
-//! release the claim and retry with backoff; other 4xx fail for good with
-//! Twilio's code and a readable reason; retries that run out fail the
-//! message too. Logs carry ids only, never bodies or numbers.
+//! outcome unknown" rather than sent twice. Only answers proving Twilio did
+//! not take the message (429, 503, a connect-phase failure) release the claim
+//! and retry with backoff; a 500/502/504, a timeout after sending or a
+//! transport error mid-request fail it at once as "uncertain: …" with the
+//! claim kept (never resent); other 4xx fail for good with Twilio's code and
+//! a readable reason; retries that run out fail the message too. Logs carry
+//! ids only, never bodies or numbers.
 
 use crate::{Deps, Message, Outcome, twilio};
 use crm_domain::{
@@ -145,9 +148,11 @@ async fn record(
             store::record_failed(&client, q.id, *code, reason).await?;
             tracing::warn!(message_id = %q.id, error_code = code, "Twilio refused the message: failed");
         }
-        twilio::Answer::Uncertain => {
-            store::record_failed(&client, q.id, None, store::UNCERTAIN).await?;
-            tracing::error!(message_id = %q.id, "Twilio answered 2xx without a SID: failed as uncertain");
+        twilio::Answer::Uncertain { reason } => {
+            // `uncertain: …` also makes a linked campaign row `uncertain`.
+            let why = format!("uncertain: {reason}; not resent");
+            store::record_failed(&client, q.id, None, &why).await?;
+            tracing::error!(message_id = %q.id, reason = reason.as_str(), "Twilio call outcome unknown: failed as uncertain, not resent");
         }
         twilio::Answer::Retry { reason } if exhausted => {
             let why = format!("gave up after retries: {reason}");

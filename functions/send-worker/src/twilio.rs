@@ -3,7 +3,15 @@
 //! Basic auth (account SID, auth token), form-encoded. Builds the exact
 //! request from a queued message and classifies the answer: taken (SID and
 //! status), refused for good (4xx, with Twilio's error code turned into a
-//! readable reason) or worth retrying (429, 5xx, no answer).
+//! readable reason), not taken and worth retrying, or uncertain.
+//!
+//! The Messages API has no idempotency key, so only answers that prove
+//! Twilio did not process the request are retried: 429 and 503 (documented
+//! as never processed / temporarily unavailable) and connect-phase failures
+//! (DNS, connection refused, connect timeout: nothing was sent). A 500, 502,
+//! 504 or other 5xx (Twilio may have sent the message before its edge
+//! failed), a timeout after the request went out and a transport error
+//! mid-request are *uncertain*: the message is failed and never resent.
 //!
 //! Without credentials the worker uses the local sink instead (`sink_sid`):
 //! nothing leaves the machine, the would-be request is recorded in
@@ -188,10 +196,11 @@ pub enum Answer {
     Sent { sid: String, status: String },
     /// Refused for good: Twilio's error code and a readable reason.
     Rejected { code: Option<i32>, reason: String },
-    /// Not taken this time (429, 5xx, no answer): try again later.
+    /// Not taken this time (429, 503, nothing sent): try again later.
     Retry { reason: String },
-    /// 2xx without a usable SID: it may have been sent, so it is not retried.
-    Uncertain,
+    /// It may have been sent (5xx other than 503, a timeout or transport
+    /// error after sending, 2xx without a usable SID): never retried.
+    Uncertain { reason: String },
 }
 
 /// A readable reason for a Twilio error code (never Twilio's own text, which
@@ -235,10 +244,18 @@ pub fn classify(http_status: u16, body: &[u8]) -> Answer {
                     status: status(json["status"].as_str()),
                 }
             }
-            _ => Answer::Uncertain,
+            _ => Answer::Uncertain {
+                reason: format!("Twilio answered HTTP {http_status} without a message SID"),
+            },
         },
-        429 | 500..=599 => Answer::Retry {
+        // Twilio: a 429 is never processed; a 503 is "temporarily unavailable".
+        429 | 503 => Answer::Retry {
             reason: format!("Twilio answered HTTP {http_status}"),
+        },
+        // Twilio: a 500 on a non-idempotent POST (sending an SMS) may follow
+        // a send; a retry could deliver the message twice.
+        500..=599 => Answer::Uncertain {
+            reason: format!("Twilio answered HTTP {http_status}; it may have sent the message"),
         },
         _ => {
             let code = json["code"].as_i64().and_then(|c| i32::try_from(c).ok());
@@ -267,24 +284,39 @@ pub async fn send(
         .await;
     let resp = match sent {
         Ok(r) => r,
-        Err(e) => {
-            let what = if e.is_timeout() {
-                "timed out"
-            } else {
-                "failed"
-            };
-            return Answer::Retry {
-                reason: format!("the Twilio call {what}"),
-            };
-        }
+        Err(e) => return transport_failure(&e),
     };
     let http_status = resp.status().as_u16();
     match resp.bytes().await {
         Ok(body) => classify(http_status, &body),
-        Err(_) if (200..300).contains(&http_status) => Answer::Uncertain,
-        Err(_) => Answer::Retry {
-            reason: "reading Twilio's answer failed".into(),
-        },
+        // The status line alone decides: 2xx/5xx uncertain, 429/503 retry,
+        // other 4xx refused.
+        Err(_) => classify(http_status, &[]),
+    }
+}
+
+/// A call that got no HTTP answer. Only a connect-phase failure (DNS,
+/// refused, TLS, connect timeout: the HTTP client's connect error is in the
+/// source chain, as `crm_platform::email` checks for SES) proves nothing was
+/// sent; a timeout or transport error after that may follow a send.
+fn transport_failure(e: &reqwest::Error) -> Answer {
+    // `is_connect` before `is_timeout`: a connect timeout is both.
+    if e.is_connect() {
+        Answer::Retry {
+            reason: "the Twilio call failed to connect".into(),
+        }
+    } else if e.is_builder() {
+        Answer::Retry {
+            reason: "the Twilio request could not be built".into(),
+        }
+    } else if e.is_timeout() {
+        Answer::Uncertain {
+            reason: "the Twilio call timed out after sending; it may have sent the message".into(),
+        }
+    } else {
+        Answer::Uncertain {
+            reason: "the Twilio call failed mid-request; it may have sent the message".into(),
+        }
     }
 }
 
@@ -334,10 +366,16 @@ mod tests {
     }
 
     #[test]
-    fn rate_limits_and_server_errors_retry() {
-        for http in [429, 500, 502, 503] {
+    fn only_rate_limits_and_503_retry_other_server_errors_are_uncertain() {
+        for http in [429, 503] {
             assert!(
                 matches!(classify(http, b""), Answer::Retry { .. }),
+                "{http}"
+            );
+        }
+        for http in [500, 502, 504, 599] {
+            assert!(
+                matches!(classify(http, b"{}"), Answer::Uncertain { .. }),
                 "{http}"
             );
         }
@@ -349,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_2xx_without_a_sid_is_uncertain_not_retried() {
-        assert_eq!(classify(201, b"{}"), Answer::Uncertain);
+        assert!(matches!(classify(201, b"{}"), Answer::Uncertain { .. }));
         assert_eq!(
             classify(
                 201,

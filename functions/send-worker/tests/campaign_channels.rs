@@ -410,6 +410,36 @@ async fn an_sms_whose_twilio_call_outcome_is_unknown_fails_the_row_as_uncertain_
 }
 
 #[tokio::test]
+async fn an_sms_answered_with_a_twilio_500_fails_the_row_as_uncertain_with_one_call() {
+    // Twilio may have sent it before answering 500: flagged, never resent.
+    let (db, twilio) = (TestDb::new().await, MockServer::start().await);
+    let pg = db.client().await;
+    let (camp, who) = (campaign(&pg, &template("sms")).await, contact(&pg).await);
+    let id = released(&pg, camp, who).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let deps = deps(
+        &db,
+        Mocks {
+            twilio: Some(&twilio),
+            ..Default::default()
+        },
+    );
+    assert_eq!(run(&deps, id, 1).await, Outcome::Done);
+    let row = ledger(&pg, id).await;
+    assert_eq!(
+        (row.status.as_str(), row.error_code.as_deref()),
+        ("failed", Some("uncertain"))
+    );
+    assert!(row.error.unwrap().starts_with("uncertain: "));
+    // Received again: nothing more happens (expect(1) on Twilio).
+    assert_eq!(run(&deps, id, 2).await, Outcome::Done);
+}
+
+#[tokio::test]
 async fn a_webhook_timeout_is_retried_with_the_same_webhook_id_for_the_receiver_to_dedupe() {
     // Unlike SES, the webhook channel may repeat a call whose outcome is
     // unknown: every attempt carries the delivery id as `webhook-id`, and

@@ -1,5 +1,7 @@
 //! `send_message` jobs: the exact Twilio Messages API request (on a mock
-//! Twilio), error mapping, retry, and never sending a message twice.
+//! Twilio), error mapping, retry only when Twilio did not take the message
+//! (429, 503, connect failures), and never sending a message twice (5xx,
+//! timeouts after sending: failed as uncertain).
 
 use crm_platform::{
     config::{DatabaseConfig, Env},
@@ -240,8 +242,20 @@ async fn twilio_refusals_fail_the_message_with_code_and_reason_for_good() {
     );
 }
 
+/// `(attempted_at is set, attempts)` of the message's send row.
+async fn claim_state(pg: &tokio_postgres::Client, id: Uuid) -> (bool, i32) {
+    let r = pg
+        .query_one(
+            "select attempted_at is not null, attempts from message_sends where message_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
 #[tokio::test]
-async fn server_errors_retry_then_send_once() {
+async fn a_503_is_not_taken_and_retries_then_sends_once() {
     let (db, twilio) = (TestDb::new().await, MockServer::start().await);
     let pg = db.client().await;
     let id = queued(&pg, "sms", "hello", None).await;
@@ -254,6 +268,8 @@ async fn server_errors_retry_then_send_once() {
     let deps = deps(&db, Some(&twilio.uri()));
     assert!(matches!(run(&deps, id, 1).await, Outcome::Retry { .. }));
     assert_eq!(row(&pg, id).await.1, "queued");
+    // Twilio documents 503 as not processed: the claim is released.
+    assert_eq!(claim_state(&pg, id).await, (false, 1));
     Mock::given(method("POST"))
         .and(body_string_contains("Body=hello"))
         .respond_with(created("SM2123456789abcdef0123456789abcdef"))
@@ -264,6 +280,91 @@ async fn server_errors_retry_then_send_once() {
     assert_eq!(
         row(&pg, id).await.0.as_deref(),
         Some("SM2123456789abcdef0123456789abcdef")
+    );
+}
+
+#[tokio::test]
+async fn a_500_502_or_504_is_uncertain_failed_and_never_resent() {
+    // Twilio may have taken the message before its edge answered 5xx; the
+    // Messages API has no idempotency key, so a retry could send it twice.
+    for http in [500, 502, 504] {
+        let (db, twilio) = (TestDb::new().await, MockServer::start().await);
+        let pg = db.client().await;
+        let id = queued(&pg, "sms", "hello", None).await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(http))
+            .expect(1)
+            .mount(&twilio)
+            .await;
+        let deps = deps(&db, Some(&twilio.uri()));
+        assert_eq!(run(&deps, id, 1).await, Outcome::Done, "{http}");
+        let (sid, status, code, reason) = row(&pg, id).await;
+        assert_eq!(
+            (sid, status.as_str(), code),
+            (None, "failed", None),
+            "{http}"
+        );
+        let reason = reason.unwrap();
+        assert!(reason.starts_with("uncertain: "), "{reason}");
+        assert!(reason.contains(&format!("HTTP {http}")), "{reason}");
+        // The claim stays: nothing may release it for a resend.
+        assert_eq!(claim_state(&pg, id).await, (true, 1), "{http}");
+        // Redelivered: failed already, Twilio not called again (expect(1)).
+        assert_eq!(run(&deps, id, 2).await, Outcome::Done, "{http}");
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_after_the_request_was_sent_is_uncertain_and_never_resent() {
+    let (db, twilio) = (TestDb::new().await, MockServer::start().await);
+    let pg = db.client().await;
+    let id = queued(&pg, "whatsapp", "hello", None).await;
+    // Twilio takes it but answers after the client's 2 s timeout.
+    Mock::given(method("POST"))
+        .respond_with(
+            created("SM6123456789abcdef0123456789abcdef")
+                .set_delay(std::time::Duration::from_millis(3_000)),
+        )
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let deps = deps(&db, Some(&twilio.uri()));
+    assert_eq!(run(&deps, id, 1).await, Outcome::Done);
+    let (sid, status, _, reason) = row(&pg, id).await;
+    assert_eq!((sid, status.as_str()), (None, "failed"));
+    let reason = reason.unwrap();
+    assert!(reason.starts_with("uncertain: "), "{reason}");
+    assert!(reason.contains("timed out"), "{reason}");
+    assert_eq!(run(&deps, id, 2).await, Outcome::Done);
+}
+
+#[tokio::test]
+async fn a_connection_refused_sent_nothing_and_is_retried() {
+    let (db, twilio) = (TestDb::new().await, MockServer::start().await);
+    let pg = db.client().await;
+    let id = queued(&pg, "sms", "hello", None).await;
+    // A port nothing listens on: the request never left.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let deps_closed = deps(&db, Some(&closed));
+    assert!(matches!(
+        run(&deps_closed, id, 1).await,
+        Outcome::Retry { .. }
+    ));
+    assert_eq!(row(&pg, id).await.1, "queued");
+    assert_eq!(claim_state(&pg, id).await, (false, 1));
+    Mock::given(method("POST"))
+        .respond_with(created("SM7123456789abcdef0123456789abcdef"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let deps = deps(&db, Some(&twilio.uri()));
+    assert_eq!(run(&deps, id, 2).await, Outcome::Done);
+    assert_eq!(
+        row(&pg, id).await.0.as_deref(),
+        Some("SM7123456789abcdef0123456789abcdef")
     );
 }
 

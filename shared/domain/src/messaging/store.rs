@@ -202,7 +202,8 @@ async fn fail(
     Ok(())
 }
 
-/// Twilio did not take it (5xx, 429, no answer): the next receive may try again.
+/// Twilio did not take it (429, 503, a connect-phase failure): the next
+/// receive may try again. Never after an answer that may follow a send.
 pub async fn release(db: &impl GenericClient, message_id: Uuid) -> anyhow::Result<()> {
     db.execute(
         "update message_sends set attempted_at = null, updated_at = now() where message_id = $1",
