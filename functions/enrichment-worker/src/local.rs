@@ -6,54 +6,39 @@
 //! answer (said loudly at start).
 
 use crate::{Deps, Message, Outcome, process};
-use crm_platform::queue::LocalMessage;
-use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc};
+use crm_platform::{
+    local_queue::{self, Consumer, LocalOutcome},
+    queue::LocalMessage,
+};
+use tokio::sync::mpsc;
 
 /// Jobs processed at once (the Lambda's maximum concurrency plays this part in AWS).
 const CONCURRENCY: usize = 2;
 
 pub fn spawn(
-    mut queue: mpsc::UnboundedReceiver<LocalMessage>,
+    queue: mpsc::UnboundedReceiver<LocalMessage>,
     deps: Deps,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let (retry_tx, mut retries) = mpsc::unbounded_channel::<(LocalMessage, u32)>();
-        let permits = Arc::new(Semaphore::new(CONCURRENCY));
-        loop {
-            let (msg, receive_count) = tokio::select! {
-                Some(msg) = queue.recv() => (msg, 1),
-                Some(again) = retries.recv() => again,
-                else => break,
+    // `process` itself gives up on the last receive (ENRICHMENT_MAX_ATTEMPTS).
+    let consumer = Consumer {
+        queue: "enrichment",
+        concurrency: CONCURRENCY,
+        max_receives: u32::MAX,
+    };
+    local_queue::spawn(queue, consumer, move |msg, receive_count| {
+        let deps = deps.clone();
+        async move {
+            let id = msg.message_id.to_string();
+            let m = Message {
+                message_id: &id,
+                body: &msg.body,
+                receive_count,
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            let (deps, retry_tx) = (deps.clone(), retry_tx.clone());
-            tokio::spawn(async move {
-                let id = msg.message_id.to_string();
-                let outcome = {
-                    let _permit = permit;
-                    let m = Message {
-                        message_id: &id,
-                        body: &msg.body,
-                        receive_count,
-                    };
-                    process(&m, &deps).await
-                };
-                match outcome {
-                    Outcome::Done => {}
-                    Outcome::Retry { delay, .. } => {
-                        tokio::time::sleep(delay).await;
-                        let _ = retry_tx.send((msg, receive_count + 1));
-                    }
-                    Outcome::DeadLetter { reason } => tracing::error!(
-                        message_id = %id,
-                        reason = %reason,
-                        "enrichment message dead-lettered: dropped locally, reason recorded"
-                    ),
-                }
-            });
+            match process(&m, &deps).await {
+                Outcome::Done => LocalOutcome::Done,
+                Outcome::Retry { delay, .. } => LocalOutcome::Retry { after: delay },
+                Outcome::DeadLetter { reason } => LocalOutcome::DeadLetter { reason },
+            }
         }
     })
 }

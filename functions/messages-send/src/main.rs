@@ -1,8 +1,6 @@
-use crm_domain::outbox::Publisher;
 use crm_platform::{
     config::{CommonConfig, Env},
-    queue::SqsPublisher,
-    telemetry,
+    queue, telemetry,
 };
 use lambda_http::{Error, Request, service_fn};
 use messages_send::{Deps, handle};
@@ -16,13 +14,7 @@ async fn main() -> Result<(), Error> {
     let mut deps = Deps::new(&common, &env)?;
     // Publish send jobs right after commit when the send queue is
     // configured; otherwise the scheduled relay picks them up.
-    let urls = SqsPublisher::urls_from_env(&env);
-    if !urls.is_empty() {
-        let aws = aws_config::load_from_env().await;
-        let publisher: Arc<dyn Publisher> =
-            Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), urls));
-        deps.publisher = Some(publisher);
-    }
+    deps.publisher = queue::publisher_from_env(&env).await;
     // Upload URLs are presigned S3 PUTs into the media bucket.
     if let Some(bucket) = env.optional("MEDIA_BUCKET") {
         let aws = crm_platform::aws::load().await;

@@ -5,59 +5,38 @@
 //! reason is already recorded in PostgreSQL; there is no local DLQ).
 
 use crate::{Deps, Message, Outcome, process};
-use crm_platform::queue::LocalMessage;
-use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc};
+use crm_platform::{
+    local_queue::{self, Consumer, LocalOutcome},
+    queue::LocalMessage,
+};
+use tokio::sync::mpsc;
 
 /// Messages processed at once (each holds a pool connection only briefly).
 const CONCURRENCY: usize = 8;
 
 pub fn spawn(
-    mut queue: mpsc::UnboundedReceiver<LocalMessage>,
+    queue: mpsc::UnboundedReceiver<LocalMessage>,
     deps: Deps,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let (retry_tx, mut retries) = mpsc::unbounded_channel::<(LocalMessage, u32)>();
-        let permits = Arc::new(Semaphore::new(CONCURRENCY));
-        loop {
-            let (msg, receive_count) = tokio::select! {
-                Some(msg) = queue.recv() => (msg, 1),
-                Some(again) = retries.recv() => again,
-                else => break,
+    let consumer = Consumer {
+        queue: "send",
+        concurrency: CONCURRENCY,
+        max_receives: deps.config.max_attempts,
+    };
+    local_queue::spawn(queue, consumer, move |msg, receive_count| {
+        let deps = deps.clone();
+        async move {
+            let id = msg.message_id.to_string();
+            let m = Message {
+                message_id: &id,
+                body: &msg.body,
+                receive_count,
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            let (deps, retry_tx) = (deps.clone(), retry_tx.clone());
-            tokio::spawn(async move {
-                let id = msg.message_id.to_string();
-                let outcome = {
-                    let _permit = permit;
-                    let m = Message {
-                        message_id: &id,
-                        body: &msg.body,
-                        receive_count,
-                    };
-                    process(&m, &deps).await
-                };
-                match outcome {
-                    Outcome::Done => {}
-                    Outcome::Retry { delay } if receive_count < deps.config.max_attempts => {
-                        tokio::time::sleep(delay).await;
-                        let _ = retry_tx.send((msg, receive_count + 1));
-                    }
-                    Outcome::Retry { .. } => tracing::error!(
-                        message_id = %id,
-                        receive_count,
-                        "send message still failing after SEND_MAX_ATTEMPTS receives: dropped (SQS would dead-letter it)"
-                    ),
-                    Outcome::DeadLetter { reason } => tracing::error!(
-                        message_id = %id,
-                        reason = %reason,
-                        "send message dead-lettered: dropped locally, reason recorded"
-                    ),
-                }
-            });
+            match process(&m, &deps).await {
+                Outcome::Done => LocalOutcome::Done,
+                Outcome::Retry { delay } => LocalOutcome::Retry { after: delay },
+                Outcome::DeadLetter { reason } => LocalOutcome::DeadLetter { reason },
+            }
         }
     })
 }

@@ -29,6 +29,21 @@ impl SqsPublisher {
     }
 }
 
+/// The after-commit publisher of an HTTP function: SQS when any
+/// `QUEUE_URL_<NAME>` is configured, else `None` (the scheduled relay, or the
+/// local runner's relay loop, publishes the outbox rows instead).
+pub async fn publisher_from_env(env: &crate::config::Env) -> Option<std::sync::Arc<dyn Publisher>> {
+    let urls = SqsPublisher::urls_from_env(env);
+    if urls.is_empty() {
+        return None;
+    }
+    let aws = aws_config::load_from_env().await;
+    Some(std::sync::Arc::new(SqsPublisher::new(
+        aws_sdk_sqs::Client::new(&aws),
+        urls,
+    )))
+}
+
 impl Publisher for SqsPublisher {
     fn publish<'a>(
         &'a self,

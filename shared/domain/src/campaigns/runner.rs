@@ -7,6 +7,9 @@
 //!   token (every later step names it, so a runner whose lease was taken over
 //!   changes nothing). A runner that dies leaves the lease to expire.
 //! - **Start.** `queued` → snapshot of the segment → `sending`, one transaction.
+//! - **Budget.** One token bucket per channel (`channels.tokens`,
+//!   `refilled_at`), locked by each release until its commit, so every
+//!   runner on a channel together stays within its rate ([`take_budget`]).
 //! - **Release.** ONE statement moves the next `queued` rows to `sending` and
 //!   writes one `send_campaign_message` outbox row per row it moved, guarded by
 //!   the campaign still `sending` under this lease and the module on. A row is
