@@ -36,7 +36,7 @@ use crm_domain::{
     enrichment::store,
     jobs::{EnrichLead, EnrichmentJob},
     outbox::QueueName,
-    webhooks_out::{Backoff, store::record_poison},
+    webhooks_out::Backoff,
 };
 use crm_platform::{
     config::{CommonConfig, ConfigError, Env},
@@ -289,7 +289,6 @@ fn outcome_kind(o: &Outcome) -> &'static str {
 
 /// The job in a body, or why not, in words that quote nothing of the body.
 fn parse(body: &str) -> Result<EnrichLead, String> {
-    use serde_json::error::Category;
     match EnrichmentJob::parse(body) {
         Ok(EnrichmentJob::EnrichLead(job)) if job.v != 1 => {
             Err(format!("enrich_lead v{} is not supported", job.v))
@@ -303,35 +302,19 @@ fn parse(body: &str) -> Result<EnrichLead, String> {
             Err("enrich_lead with an unknown hook_action".into())
         }
         Ok(EnrichmentJob::EnrichLead(job)) => Ok(job),
-        Err(e) => Err(match e.classify() {
-            Category::Syntax | Category::Eof => {
-                format!("not JSON (line {}, column {})", e.line(), e.column())
-            }
-            Category::Data => format!("not a known job (line {}, column {})", e.line(), e.column()),
-            Category::Io => "unreadable".to_string(),
-        }),
+        Err(e) => Err(sqs_batch::unreadable(&e)),
     }
 }
 
 async fn poison(msg: &Message<'_>, reason: &str, deps: &Deps) {
-    let recorded = async {
-        let client = deps.pool.get().await?;
-        record_poison(
-            &client,
-            QueueName::Enrichment,
-            msg.message_id,
-            reason,
-            count(msg),
-        )
-        .await
-    };
-    if let Err(e) = recorded.await {
-        tracing::error!(error = %crm_domain::db::loggable(&e), "could not record the poison message");
-    }
-}
-
-fn count(msg: &Message<'_>) -> i32 {
-    i32::try_from(msg.receive_count).unwrap_or(i32::MAX)
+    sqs_batch::record_poison(
+        &deps.pool,
+        QueueName::Enrichment,
+        msg.message_id,
+        reason,
+        msg.receive_count,
+    )
+    .await;
 }
 
 /// The event's gate, the run, the flow, and what a transient failure becomes.

@@ -176,7 +176,6 @@ pub async fn process(msg: &Message<'_>, deps: &Deps) -> Outcome {
 
 /// The job in a body, or why not, in words that quote nothing of the body.
 fn parse(body: &str) -> Result<FetchTwilioMedia, String> {
-    use serde_json::error::Category;
     match MediaJob::parse(body) {
         Ok(MediaJob::FetchTwilioMedia(job)) if job.v != 1 => {
             Err(format!("fetch_twilio_media v{} is not supported", job.v))
@@ -185,31 +184,19 @@ fn parse(body: &str) -> Result<FetchTwilioMedia, String> {
             Err(format!("media index {} is out of range", job.index))
         }
         Ok(MediaJob::FetchTwilioMedia(job)) => Ok(job),
-        Err(e) => Err(match e.classify() {
-            Category::Syntax | Category::Eof => {
-                format!("not JSON (line {}, column {})", e.line(), e.column())
-            }
-            Category::Data => format!("not a known job (line {}, column {})", e.line(), e.column()),
-            Category::Io => "unreadable".to_string(),
-        }),
+        Err(e) => Err(sqs_batch::unreadable(&e)),
     }
 }
 
 async fn poison(msg: &Message<'_>, reason: &str, deps: &Deps) {
-    let recorded = async {
-        let client = deps.pool.get().await?;
-        record_poison(
-            &client,
-            QueueName::Media,
-            msg.message_id,
-            reason,
-            count(msg),
-        )
-        .await
-    };
-    if let Err(e) = recorded.await {
-        tracing::error!(error = %crm_domain::db::loggable(&e), "could not record the poison message");
-    }
+    sqs_batch::record_poison(
+        &deps.pool,
+        QueueName::Media,
+        msg.message_id,
+        reason,
+        msg.receive_count,
+    )
+    .await;
 }
 
 fn count(msg: &Message<'_>) -> i32 {

@@ -216,7 +216,6 @@ pub async fn process(msg: &Message<'_>, deps: &Deps) -> Outcome {
 
 /// The job in a body, or why not, in words that quote nothing of the body.
 fn parse(body: &str) -> Result<Job, String> {
-    use serde_json::error::Category;
     match Job::parse(body) {
         Ok(Job::DeliverWebhook(job)) if job.v != 1 => {
             Err(format!("deliver_webhook v{} is not supported", job.v))
@@ -231,26 +230,20 @@ fn parse(body: &str) -> Result<Job, String> {
             Err(format!("notify_manager v{} is not supported", job.v))
         }
         Ok(job) => Ok(job),
-        Err(e) => Err(match e.classify() {
-            Category::Syntax | Category::Eof => {
-                format!("not JSON (line {}, column {})", e.line(), e.column())
-            }
-            Category::Data => format!("not a known job (line {}, column {})", e.line(), e.column()),
-            Category::Io => "unreadable".to_string(),
-        }),
+        Err(e) => Err(sqs_batch::unreadable(&e)),
     }
 }
 
 pub(crate) async fn poison(msg: &Message<'_>, reason: String, deps: &Deps) -> Outcome {
     tracing::error!(reason = %reason, "malformed message: recorded, left for the dead-letter queue");
-    let count = i32::try_from(msg.receive_count).unwrap_or(i32::MAX);
-    let recorded = async {
-        let client = deps.pool.get().await?;
-        store::record_poison(&client, QueueName::Send, msg.message_id, &reason, count).await
-    };
-    if let Err(e) = recorded.await {
-        tracing::error!(error = %crm_domain::db::loggable(&e), "could not record the malformed message");
-    }
+    sqs_batch::record_poison(
+        &deps.pool,
+        QueueName::Send,
+        msg.message_id,
+        &reason,
+        msg.receive_count,
+    )
+    .await;
     Outcome::DeadLetter { reason }
 }
 

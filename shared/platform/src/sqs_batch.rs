@@ -44,3 +44,61 @@ where
     }
     response
 }
+
+/// Why a queue body is not a job, in words that quote nothing of the body
+/// (only the position of the problem).
+pub fn unreadable(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => {
+            format!("not JSON (line {}, column {})", e.line(), e.column())
+        }
+        Category::Data => format!("not a known job (line {}, column {})", e.line(), e.column()),
+        Category::Io => "unreadable".to_string(),
+    }
+}
+
+/// Records a message that is not a job in `poison_messages` (counting its
+/// receives), so its dead-letter copy has a reason in PostgreSQL; a failure
+/// to record is logged, never raised (the message goes to the DLQ anyway).
+pub async fn record_poison(
+    pool: &crate::db::PgPool,
+    queue: crm_domain::outbox::QueueName,
+    message_id: &str,
+    reason: &str,
+    receive_count: u32,
+) {
+    let count = i32::try_from(receive_count).unwrap_or(i32::MAX);
+    let recorded = async {
+        let client = pool.get().await?;
+        crm_domain::webhooks_out::store::record_poison(&client, queue, message_id, reason, count)
+            .await
+    };
+    if let Err(e) = recorded.await {
+        tracing::error!(error = %crm_domain::db::loggable(&e), "could not record the poison message");
+    }
+}
+
+#[cfg(test)]
+mod unreadable_tests {
+    use super::unreadable;
+
+    #[test]
+    fn describes_the_problem_without_quoting_the_body() {
+        let secret = "+5511987654321";
+        let e = serde_json::from_str::<serde_json::Value>(&format!("{{\"phone\": {secret}"))
+            .unwrap_err();
+        let why = unreadable(&e);
+        assert!(why.starts_with("not JSON (line 1"), "{why}");
+        assert!(!why.contains(secret));
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Job {
+            id: u32,
+        }
+        let e = serde_json::from_str::<Job>(&format!("{{\"id\": \"{secret}\"}}")).unwrap_err();
+        let why = unreadable(&e);
+        assert!(why.starts_with("not a known job"), "{why}");
+        assert!(!why.contains(secret));
+    }
+}
