@@ -89,14 +89,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
 
 /// `rawPath` without a named stage or a local tool's prefix.
 fn raw_path(req: &Request) -> String {
-    let raw = match req.raw_http_path() {
-        "" => req.uri().path(),
-        p => p,
-    };
-    match raw.find("/api/") {
-        Some(start) => raw[start..].to_string(),
-        None => raw.to_string(),
-    }
+    api::raw_path_from(req, "/api/")
 }
 
 async fn webhook(req: &Request, deps: &Deps) -> Response<Body> {

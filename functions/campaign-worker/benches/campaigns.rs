@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         ("DATABASE_URL", db.url.as_str()),
         ("APP_ENV", "development"),
         ("LOG_LEVEL", "error"),
-        ("PG_POOL_MAX", "16"),
+        ("PG_POOL_MAX", "32"),
         (
             "UNSUBSCRIBE_SECRET",
             "bench-unsubscribe-secret-0123456789abcdef",
@@ -134,7 +134,13 @@ async fn main() -> anyhow::Result<()> {
     let queue = Arc::new(queue);
     let send = send_worker::Deps::new(&common, &env)?;
     let send_rx = receivers.remove(&QueueName::Send).expect("send queue");
-    let sender = send_worker::local::spawn(send_rx, send);
+    // BENCH_SEND_CONCURRENCY: messages the send worker processes at once
+    // (Lambda's batch concurrency plays this part in AWS).
+    let send_concurrency: usize = std::env::var("BENCH_SEND_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(send_worker::local::CONCURRENCY);
+    let sender = send_worker::local::spawn_with(send_rx, send, send_concurrency);
     let publisher: Arc<dyn Publisher> = queue.clone();
     let config = RunnerConfig {
         budget: Duration::from_secs(3600),
@@ -200,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
         done as f64 / fanout_secs,
         summary.queued as f64 / rate
     );
+    println!("  send worker concurrency              {send_concurrency:>8}");
     println!(
         "  of which releasing every row        {released_secs:>8.2} s   {:.0} rows/s released (±0.1 s)",
         summary.queued as f64 / released_secs

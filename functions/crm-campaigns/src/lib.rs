@@ -42,7 +42,7 @@ use crm_platform::{
     db::{PgPool, build_pool},
     http,
 };
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 use std::sync::{
     Arc,
@@ -125,14 +125,7 @@ impl Deps {
 /// The path the client asked for, from `/api/v1/crm` on (a stage or a local
 /// tool's prefix dropped).
 pub fn raw_path(req: &Request) -> String {
-    let raw = match req.raw_http_path() {
-        "" => req.uri().path(),
-        p => p,
-    };
-    match raw.find(PREFIX) {
-        Some(start) => raw[start..].to_string(),
-        None => raw.to_string(),
-    }
+    api::raw_path_from(req, PREFIX)
 }
 
 /// Why a request was refused: an API error, or the kill switch.

@@ -21,7 +21,7 @@ use crm_platform::{
     db::{PgPool, build_pool},
     http,
 };
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -93,17 +93,9 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     .await
 }
 
-/// `rawPath` without a named stage or local tool prefix (`api::raw_path`
-/// trims to `/crm/`; these routes live under `/api/`).
+/// `rawPath` without a named stage or local tool prefix (these routes live under `/api/`).
 fn raw_path(req: &Request) -> String {
-    let raw = match req.raw_http_path() {
-        "" => req.uri().path(),
-        p => p,
-    };
-    match raw.find("/api/") {
-        Some(start) => raw[start..].to_string(),
-        None => raw.to_string(),
-    }
+    api::raw_path_from(req, "/api/")
 }
 
 /// What a request asks for, parsed before a connection is taken.

@@ -11,16 +11,25 @@ use crm_platform::{
 };
 use tokio::sync::mpsc;
 
-/// Messages processed at once (each holds a pool connection only briefly).
-const CONCURRENCY: usize = 8;
+/// Messages processed at once by default (each holds a pool connection only briefly).
+pub const CONCURRENCY: usize = 8;
 
 pub fn spawn(
     queue: mpsc::UnboundedReceiver<LocalMessage>,
     deps: Deps,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_with(queue, deps, CONCURRENCY)
+}
+
+/// [`spawn`] with `concurrency` messages processed at once (the benchmark's knob).
+pub fn spawn_with(
+    queue: mpsc::UnboundedReceiver<LocalMessage>,
+    deps: Deps,
+    concurrency: usize,
+) -> tokio::task::JoinHandle<()> {
     let consumer = Consumer {
         queue: "send",
-        concurrency: CONCURRENCY,
+        concurrency,
         max_receives: deps.config.max_attempts,
     };
     local_queue::spawn(queue, consumer, move |msg, receive_count| {

@@ -57,11 +57,17 @@ impl ApiConfig {
 /// The path the client asked for: `rawPath`, without a named stage prefix
 /// or a local tool's prefix such as `/lambda-url/<function>`.
 pub fn raw_path(req: &Request) -> String {
+    raw_path_from(req, "/crm/")
+}
+
+/// [`raw_path`] for routes that start at `marker` (e.g. `/api/`): the path
+/// from its first occurrence on, or the whole path without it.
+pub fn raw_path_from(req: &Request, marker: &str) -> String {
     let raw = match req.raw_http_path() {
         "" => req.uri().path(),
         p => p,
     };
-    match raw.find("/crm/") {
+    match raw.find(marker) {
         Some(start) => raw[start..].to_string(),
         None => raw.to_string(),
     }
