@@ -388,3 +388,81 @@ async fn segment_preview_counts_and_pages_matching_contacts() {
     assert_eq!(s.status, 200, "{}", s.body);
     assert_eq!(s.body["filter"]["has_email"], true);
 }
+
+#[tokio::test]
+async fn a_synced_template_takes_variable_names_that_the_next_sync_keeps() {
+    use crm_domain::inbox::templates::{ContentTemplate, upsert};
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let c = db.client().await;
+    let synced = ContentTemplate {
+        content_sid: "HXbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".into(),
+        name: "welcome".into(),
+        language: Some("pt_BR".into()),
+        channel: "whatsapp",
+        body: "Olá {{1}}, tudo bem?".into(),
+        // Twilio's sample values, not names.
+        variables: json!({"1": "name"}),
+    };
+    let pc = deps.pool.get().await.unwrap();
+    upsert(&pc, &synced).await.unwrap();
+    let id: uuid::Uuid = c
+        .query_one(
+            "select id from message_templates where content_sid = $1",
+            &[&synced.content_sid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    c.execute(
+        "update channels set enabled = true where name = 'whatsapp'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let seg = call(
+        &deps,
+        Call::post(
+            "/api/v1/crm/segments",
+            json!({"name": "all", "filter": {}}),
+            &operator(),
+        ),
+    )
+    .await;
+    assert_eq!(seg.status, 201, "{}", seg.body);
+    let create = |deps| {
+        call(
+            deps,
+            Call::post(
+                "/api/v1/crm/campaigns",
+                json!({"name": "W", "channel": "whatsapp", "segment_id": seg.id(), "template_id": id}),
+                &operator(),
+            ),
+        )
+    };
+    let path = format!("/api/v1/crm/templates/{id}");
+    let named = call(
+        &deps,
+        Call::patch(
+            &path,
+            json!({"variables": ["contact.first_name"]}),
+            &operator(),
+        ),
+    )
+    .await;
+    assert_eq!(named.status, 200, "{}", named.body);
+    // The next sync keeps the names (and writes nothing when Twilio's text is unchanged).
+    let again = upsert(&pc, &synced).await.unwrap();
+    assert_eq!(again, crm_domain::inbox::templates::Upsert::Unchanged);
+    let vars: serde_json::Value = c
+        .query_one(
+            "select variables from message_templates where id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(vars, json!(["contact.first_name"]));
+    let created = create(&deps).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+}

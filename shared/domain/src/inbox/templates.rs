@@ -33,10 +33,16 @@ pub async fn upsert(db: &impl GenericClient, t: &ContentTemplate) -> Result<Upse
              values ($1, $2, $3, $4, $5, $6) \
              on conflict (content_sid) do update set \
                name = excluded.name, language = excluded.language, body = excluded.body, \
-               variables = excluded.variables, updated_at = now() \
+               variables = case when jsonb_typeof(message_templates.variables) = 'array' \
+                                 and jsonb_array_length(message_templates.variables) > 0 \
+                                then message_templates.variables else excluded.variables end, \
+               updated_at = now() \
              where (message_templates.name, message_templates.language, message_templates.body, \
                     message_templates.variables) \
-                   is distinct from (excluded.name, excluded.language, excluded.body, excluded.variables) \
+                   is distinct from (excluded.name, excluded.language, excluded.body, \
+                    case when jsonb_typeof(message_templates.variables) = 'array' \
+                          and jsonb_array_length(message_templates.variables) > 0 \
+                         then message_templates.variables else excluded.variables end) \
              returning (xmax = 0) as inserted",
         )
         .await

@@ -310,10 +310,12 @@ pub async fn update_template(
 ) -> Result<Done, ApiError> {
     let row = template_row(db, id, true).await?;
     let source: String = row.get(9);
-    if source == "twilio_sync" && body.keys().any(|k| k != "status") {
+    // A synced template's text belongs to Twilio; here it takes a status and
+    // the names its {{1}}… placeholders are filled from (the sync keeps them).
+    if source == "twilio_sync" && body.keys().any(|k| k != "status" && k != "variables") {
         return Err(ApiError::Refused {
             code: "synced_template",
-            message: "Templates synced from Twilio change only their status here".into(),
+            message: "Templates synced from Twilio change only their status and variables here".into(),
         });
     }
     let base = TemplateFields::from_row(&row);
