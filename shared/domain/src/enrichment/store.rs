@@ -165,12 +165,16 @@ pub async fn finish(
     let reasons = serde_json::to_value(f.reasons).expect("strings serialise");
     let stmt = db
         .prepare_cached(
-            "with run as ( \
+            // The event is locked before the run, in the order `start_run`
+            // takes them, so a duplicate delivery starting while this copy
+            // finishes waits instead of deadlocking.
+            "with ev as (select id from webhook_events where id = $7 for update), \
+             run as ( \
                update enrichment_runs set status = $2, identity = coalesce($3, identity), \
                       validation = coalesce($4, validation), reasons = $5, \
                       error = left($6, 2000), finished_at = now(), \
                       duration_ms = least(extract(epoch from now() - started_at) * 1000, 2147483647)::int \
-               where id = $1 and status = 'running' returning duration_ms) \
+               where id = $1 and status = 'running' and exists (select 1 from ev) returning duration_ms) \
              update webhook_events e set status = $2, error = left($6, 2000), processed_at = now(), \
                     duration_ms = run.duration_ms \
              from run where e.id = $7",

@@ -315,7 +315,8 @@ pub async fn update_template(
     if source == "twilio_sync" && body.keys().any(|k| k != "status" && k != "variables") {
         return Err(ApiError::Refused {
             code: "synced_template",
-            message: "Templates synced from Twilio change only their status and variables here".into(),
+            message: "Templates synced from Twilio change only their status and variables here"
+                .into(),
         });
     }
     let base = TemplateFields::from_row(&row);
