@@ -181,10 +181,6 @@ async fn stats(req: &Request, deps: &Deps) -> Result<serde_json::Value, ApiError
             ),
         )
     })?;
-    let client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    let client = deps.pool.get().await?;
     store::stats(&client, i32::try_from(days).expect("at most 90")).await
 }

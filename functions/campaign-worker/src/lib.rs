@@ -27,7 +27,6 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use crm_domain::{
     jobs::CampaignJob,
     outbox::{Publisher, QueueName},
-    webhooks_out::store::record_poison,
 };
 use crm_platform::{
     config::{CommonConfig, ConfigError, Env},
@@ -167,31 +166,24 @@ pub async fn process(msg: &Message<'_>, deps: &Deps, deadline: Instant) -> Outco
 
 /// The job in a body, or why not, in words that quote nothing of the body.
 fn parse(body: &str) -> Result<CampaignJob, String> {
-    use serde_json::error::Category;
     match CampaignJob::parse(body) {
         Ok(CampaignJob::RunCampaign(job)) if job.v != 1 => {
             Err(format!("run_campaign v{} is not supported", job.v))
         }
         Ok(job) => Ok(job),
-        Err(e) => Err(match e.classify() {
-            Category::Syntax | Category::Eof => {
-                format!("not JSON (line {}, column {})", e.line(), e.column())
-            }
-            Category::Data => format!("not a known job (line {}, column {})", e.line(), e.column()),
-            Category::Io => "unreadable".to_string(),
-        }),
+        Err(e) => Err(sqs_batch::unreadable(&e)),
     }
 }
 
 async fn poison(msg: &Message<'_>, reason: String, deps: &Deps) -> Outcome {
     tracing::error!(reason = %reason, "malformed message: recorded, left for the dead-letter queue");
-    let count = i32::try_from(msg.receive_count).unwrap_or(i32::MAX);
-    let recorded = async {
-        let client = deps.pool.get().await?;
-        record_poison(&client, QueueName::Campaign, msg.message_id, &reason, count).await
-    };
-    if let Err(e) = recorded.await {
-        tracing::error!(error = %crm_domain::db::loggable(&e), "could not record the malformed message");
-    }
+    sqs_batch::record_poison(
+        &deps.pool,
+        QueueName::Campaign,
+        msg.message_id,
+        &reason,
+        msg.receive_count,
+    )
+    .await;
     Outcome::DeadLetter { reason }
 }

@@ -103,8 +103,8 @@ async fn drive(lease: &mut Lease, deps: &Deps, deadline: Instant) -> anyhow::Res
             }
             Started::AlreadySending => tx.commit().await.context("committing the start")?,
             Started::NotRunnable => {
+                // Rolls back; the connection already held gives the lease up.
                 drop(tx);
-                let client = deps.pool.get().await.context("database pool")?;
                 runner::release_lease(&client, lease).await?;
                 return Ok(RunOutcome::NotRunnable {
                     status: "changed before the start".into(),

@@ -278,11 +278,7 @@ async fn serve(
     tracing::Span::current().record("user_id", who.user_id());
     let dry_run = pattern == "/api/v1/crm/campaigns/{id}/send" && dry_run_flag(req)?;
     permit(&who, &method, pattern, dry_run)?;
-    let client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    let client = deps.pool.get().await.map_err(ApiError::from)?;
     if !allowed_when_off(pattern) && !switch::crm_enabled(&client).await? {
         return Err(Fail::ModuleDisabled);
     }

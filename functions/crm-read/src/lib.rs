@@ -119,11 +119,7 @@ enum Query {
 }
 
 async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiError> {
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    let mut client = deps.pool.get().await?;
     match query {
         Query::Pipelines => reads::pipelines(&client).await,
         Query::Contacts(q) => reads::search_contacts(&client, who, &q).await,

@@ -68,22 +68,9 @@ pub fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// File extension for a stored object of `content_type`.
+/// File extension for a stored object of `content_type` (`bin` outside the table).
 pub fn extension(content_type: &str) -> &'static str {
-    match content_type {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/webp" => "webp",
-        "image/gif" => "gif",
-        "audio/ogg" => "ogg",
-        "audio/mpeg" => "mp3",
-        "audio/amr" => "amr",
-        "audio/mp4" => "m4a",
-        "video/mp4" => "mp4",
-        "video/3gpp" => "3gp",
-        "application/pdf" => "pdf",
-        _ => "bin",
-    }
+    crm_domain::media::extension(content_type).unwrap_or("bin")
 }
 
 fn transport(e: &reqwest::Error) -> FetchError {

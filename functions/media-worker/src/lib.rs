@@ -217,11 +217,12 @@ async fn copy(job: &FetchTwilioMedia, msg: &Message<'_>, deps: &Deps) -> anyhow:
     {
         // No connection is held while downloading.
         let client = deps.pool.get().await?;
-        if let Some(status) = media::find(&client, job.message_id, index).await? {
+        let lookup = media::find(&client, job.message_id, index).await?;
+        if let media::Lookup::Recorded(status) = lookup {
             tracing::info!(status = ?status, "media already recorded: acknowledged");
             return Ok(Outcome::Done);
         }
-        if !media::message_exists(&client, job.message_id).await? {
+        if lookup == media::Lookup::NoMessage {
             let reason = "the message does not exist";
             tracing::error!(
                 reason,

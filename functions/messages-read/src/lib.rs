@@ -178,11 +178,7 @@ async fn serve(
 }
 
 async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiError> {
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    let mut client = deps.pool.get().await?;
     match query {
         Query::ContactMessages(id, page) => {
             // The visibility check and the page: one read-only snapshot.
@@ -226,11 +222,7 @@ async fn sync_templates(deps: &Deps) -> Result<Value, ApiError> {
             t
         })
         .collect();
-    let mut conn = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    let mut conn = deps.pool.get().await?;
     let tx = conn
         .transaction()
         .await

@@ -18,22 +18,7 @@ pub const MAX_BYTES: i64 = 16 * 1024 * 1024;
 pub const EXPIRES: Duration = Duration::from_secs(300);
 
 /// The allowed content types and the extension their keys get (as the media worker).
-pub fn extension(content_type: &str) -> Option<&'static str> {
-    Some(match content_type {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/webp" => "webp",
-        "image/gif" => "gif",
-        "audio/ogg" => "ogg",
-        "audio/mpeg" => "mp3",
-        "audio/amr" => "amr",
-        "audio/mp4" => "m4a",
-        "video/mp4" => "mp4",
-        "video/3gpp" => "3gp",
-        "application/pdf" => "pdf",
-        _ => return None,
-    })
-}
+pub use crm_domain::media::extension;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadInput {

@@ -45,12 +45,7 @@ const WEBHOOK_SECRET: &str = "CAMPAIGN_WEBHOOK_SECRET";
 const SES_FROM: &str = "SES_FROM_ADDRESS";
 const SES_CONFIG_SET: &str = "SES_CONFIGURATION_SET";
 
-fn err(name: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        name: name.into(),
-        reason: reason.into(),
-    }
-}
+use crate::config::err;
 
 /// The campaign side of the send worker's configuration.
 #[derive(Debug, Clone, Default)]
@@ -106,7 +101,7 @@ impl CampaignConfig {
                     .optional(WEBHOOK_SECRET)
                     .ok_or_else(|| err(WEBHOOK_SECRET, "is required with CAMPAIGN_WEBHOOK_URL"))?;
                 let key =
-                    SigningKey::parse(secret).map_err(|e| err(WEBHOOK_SECRET, &e.to_string()))?;
+                    SigningKey::parse(secret).map_err(|e| err(WEBHOOK_SECRET, e.to_string()))?;
                 Some((target, key))
             }
         };
@@ -128,11 +123,6 @@ impl CampaignConfig {
     }
 }
 
-/// A claim older than this with no result is a provider call whose outcome is unknown.
-fn lease(deps: &Deps) -> Duration {
-    deps.config.timeout + Duration::from_secs(60)
-}
-
 pub(crate) async fn send(job: &SendCampaignMessage, msg: &Message<'_>, deps: &Deps) -> Outcome {
     let id = job.delivery_id;
     let exhausted = msg.receive_count >= deps.config.max_attempts;
@@ -144,7 +134,7 @@ pub(crate) async fn send(job: &SendCampaignMessage, msg: &Message<'_>, deps: &De
         delivery::begin(
             &mut client,
             id,
-            lease(deps),
+            messages::lease(deps),
             deps.config.campaigns.links.as_ref(),
         )
         .await
@@ -420,12 +410,19 @@ async fn via_twilio(
 }
 
 /// The e-mail provider: SES v2 when `SES_FROM_ADDRESS` is set, else the
-/// local sink (said loudly once, at start-up).
+/// local sink, or in production [`Unconfigured`] (said loudly once, at
+/// start-up).
 pub fn mailer(config: &CampaignConfig) -> std::sync::Arc<dyn crm_domain::mail::Mailer> {
     match &config.ses {
         Some(ses) => {
             tracing::info!(configuration_set = ?ses.configuration_set, "e-mail through Amazon SES v2");
             std::sync::Arc::new(crm_platform::email::SesMailer::new(ses.clone()))
+        }
+        None if config.production => {
+            tracing::error!(
+                "APP_ENV=production without SES_FROM_ADDRESS: campaign e-mails and e-mail notifications FAIL (no local sink in production)"
+            );
+            std::sync::Arc::new(Unconfigured)
         }
         None => {
             tracing::warn!(

@@ -10,7 +10,7 @@ const SECRET: &str = "OUTBOUND_WEBHOOK_SECRET";
 const MAX_ATTEMPTS: &str = "SEND_MAX_ATTEMPTS";
 const TIMEOUT_MS: &str = "OUTBOUND_WEBHOOK_TIMEOUT_MS";
 
-fn err(name: &str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn err(name: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         name: name.into(),
         reason: reason.into(),

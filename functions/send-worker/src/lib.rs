@@ -71,15 +71,7 @@ impl Deps {
         // Deployed, campaign channels without a provider fail visibly instead
         // of being marked sent by a local sink.
         config.campaigns.production = common.app_env == crm_platform::config::AppEnv::Production;
-        let production = config.campaigns.production;
-        let mut deps = Self::with(build_pool(&common.database)?, config)?;
-        if production && deps.config.campaigns.ses.is_none() {
-            tracing::error!(
-                "APP_ENV=production without SES_FROM_ADDRESS: campaign e-mails and e-mail notifications FAIL (no local sink in production)"
-            );
-            deps.mailer = std::sync::Arc::new(campaigns::Unconfigured);
-        }
-        Ok(deps)
+        Self::with(build_pool(&common.database)?, config)
     }
 
     pub fn with(pool: PgPool, config: SendConfig) -> Result<Self, ConfigError> {
@@ -391,14 +383,14 @@ async fn give_up(
         }
     }
     if unrecorded > 0 {
-        let count = i32::try_from(msg.receive_count).unwrap_or(i32::MAX);
-        let recorded = async {
-            let client = deps.pool.get().await?;
-            store::record_poison(&client, QueueName::Send, msg.message_id, &reason, count).await
-        };
-        if let Err(e) = recorded.await {
-            tracing::error!(error = %crm_domain::db::loggable(&e), reason = %reason, "could not record the dead-lettered message either");
-        }
+        sqs_batch::record_poison(
+            &deps.pool,
+            QueueName::Send,
+            msg.message_id,
+            &reason,
+            msg.receive_count,
+        )
+        .await;
     }
     let reason = if dead_before > 0 {
         format!("{reason}; {dead_before} ran out of attempts")

@@ -22,8 +22,9 @@ use std::time::Duration;
 /// How long Twilio may fetch the media file after the call.
 const MEDIA_URL_TTL: Duration = Duration::from_secs(3600);
 
-/// A claim older than this with no SID is an attempt whose outcome is unknown.
-fn lease(deps: &Deps) -> Duration {
+/// A claim older than this with no result (no SID) is an attempt whose
+/// outcome is unknown; campaign deliveries use the same lease.
+pub(crate) fn lease(deps: &Deps) -> Duration {
     deps.config.timeout + Duration::from_secs(60)
 }
 

@@ -49,12 +49,7 @@ impl fmt::Debug for TwilioConfig {
     }
 }
 
-fn err(name: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        name: name.into(),
-        reason: reason.into(),
-    }
-}
+use crate::config::err;
 
 impl TwilioConfig {
     /// `None` without `TWILIO_ACCOUNT_SID` (the local sink); with it the

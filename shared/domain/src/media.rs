@@ -7,6 +7,25 @@ use crate::db::GenericClient;
 use anyhow::Context;
 use uuid::Uuid;
 
+/// The media types WhatsApp accepts that we store or upload, and the
+/// extension their blob keys get; `None` for any other type.
+pub fn extension(content_type: &str) -> Option<&'static str> {
+    Some(match content_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "audio/ogg" => "ogg",
+        "audio/mpeg" => "mp3",
+        "audio/amr" => "amr",
+        "audio/mp4" => "m4a",
+        "video/mp4" => "mp4",
+        "video/3gpp" => "3gp",
+        "application/pdf" => "pdf",
+        _ => return None,
+    })
+}
+
 /// What became of one media file, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaStatus {
@@ -26,24 +45,39 @@ pub struct StoredObject<'a> {
     pub sha256: &'a str,
 }
 
-/// The recorded outcome of file `index` of a message, if any.
-pub async fn find(
-    db: &impl GenericClient,
-    message_id: Uuid,
-    index: i16,
-) -> anyhow::Result<Option<MediaStatus>> {
+/// Where file `index` of a message stands, in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// No such message (a job may outlive a deleted message).
+    NoMessage,
+    /// The message exists and the file has no recorded outcome yet.
+    Pending,
+    Recorded(MediaStatus),
+}
+
+/// Whether the message exists and the recorded outcome of its file `index`
+/// (rows cascade with the message, so a recorded file implies the message).
+pub async fn find(db: &impl GenericClient, message_id: Uuid, index: i16) -> anyhow::Result<Lookup> {
     let stmt = db
-        .prepare_cached("select status from media_objects where message_id = $1 and index = $2")
+        .prepare_cached(
+            "select o.status from messages m \
+             left join media_objects o on o.message_id = m.id and o.index = $2 \
+             where m.id = $1",
+        )
         .await
         .context("preparing the media object lookup")?;
     let row = db
         .query_opt(&stmt, &[&message_id, &index])
         .await
         .context("looking up a media object")?;
-    Ok(row.map(|r| match r.get::<_, &str>(0) {
-        "stored" => MediaStatus::Stored,
-        _ => MediaStatus::Rejected,
-    }))
+    Ok(match row {
+        None => Lookup::NoMessage,
+        Some(r) => match r.get::<_, Option<&str>>(0) {
+            None => Lookup::Pending,
+            Some("stored") => Lookup::Recorded(MediaStatus::Stored),
+            Some(_) => Lookup::Recorded(MediaStatus::Rejected),
+        },
+    })
 }
 
 /// Locks the message row (serialising the media of one message); `false`
@@ -57,19 +91,6 @@ pub async fn lock_message(db: &impl GenericClient, message_id: Uuid) -> anyhow::
         .query_opt(&stmt, &[&message_id])
         .await
         .context("locking the message")?
-        .is_some())
-}
-
-/// Whether the message exists (a job may outlive a deleted message).
-pub async fn message_exists(db: &impl GenericClient, message_id: Uuid) -> anyhow::Result<bool> {
-    let stmt = db
-        .prepare_cached("select 1 from messages where id = $1")
-        .await
-        .context("preparing the message lookup")?;
-    Ok(db
-        .query_opt(&stmt, &[&message_id])
-        .await
-        .context("looking up the message")?
         .is_some())
 }
 

@@ -26,8 +26,8 @@ mod record;
 mod render;
 
 pub use record::{
-    record_delivered, record_failed, record_sent, record_uncertain, release, status,
-    sync_from_message,
+    follow_message, record_delivered, record_failed, record_sent, record_uncertain, release,
+    status, sync_from_message,
 };
 pub use render::{Links, Rendered, render_all, unsubscribe_line};
 

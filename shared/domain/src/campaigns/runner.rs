@@ -438,8 +438,8 @@ pub async fn reconcile_stuck(
     lease: &Lease,
     timeout: Duration,
 ) -> anyhow::Result<Reconciled> {
-    let row = db
-        .query_one(
+    let stmt = db
+        .prepare_cached(
             "with stuck as ( \
                  select d.id, (d.attempted_at is null and d.message_id is null) as fresh \
                  from campaign_deliveries d join campaigns c on c.id = d.campaign_id \
@@ -459,6 +459,12 @@ pub async fn reconcile_stuck(
                  returning s.fresh \
              ) \
              select count(*) filter (where fresh), count(*) filter (where not fresh) from moved",
+        )
+        .await
+        .context("preparing the stuck deliveries reconciliation")?;
+    let row = db
+        .query_one(
+            &stmt,
             &[&lease.campaign_id, &lease.until, &timeout.as_secs_f64()],
         )
         .await

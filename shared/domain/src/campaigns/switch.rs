@@ -26,11 +26,12 @@ pub async fn crm_enabled(db: &impl GenericClient) -> anyhow::Result<bool> {
 /// switch went off (a toggle that committed first is seen; one that comes
 /// later waits for this transaction). Missing row: off.
 pub async fn crm_enabled_locked(db: &impl GenericClient) -> anyhow::Result<bool> {
+    let stmt = db
+        .prepare_cached("select enabled from module_switches where module = 'crm' for share")
+        .await
+        .context("preparing the module switch lock")?;
     Ok(db
-        .query_opt(
-            "select enabled from module_switches where module = 'crm' for share",
-            &[],
-        )
+        .query_opt(&stmt, &[])
         .await
         .context("locking the module switch")?
         .is_some_and(|r| r.get(0)))

@@ -43,6 +43,13 @@ pub enum ApiError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// No connection from the pool (exhausted, or the database unreachable): 503.
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Unavailable(anyhow::anyhow!("database pool: {e}"))
+    }
+}
+
 impl ApiError {
     pub fn validation(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Validation {

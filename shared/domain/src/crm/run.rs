@@ -38,10 +38,7 @@ pub async fn execute<F>(
 where
     F: for<'a> FnOnce(&'a deadpool_postgres::Transaction<'a>, &'a Principal) -> Work<'a>,
 {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("database pool: {e}")))?;
+    let mut client = pool.get().await?;
     let held = match key {
         None => None,
         Some(key) => match idempotency::claim(&client, who.user_id(), &key, hash).await? {

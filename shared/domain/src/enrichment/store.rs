@@ -3,11 +3,10 @@
 //! to a lead, and note posts (intent before, result after).
 
 use super::sources::WorkPerson;
-use crate::db::GenericClient;
+use crate::{db::GenericClient, types::PayloadHash};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -443,8 +442,9 @@ pub enum NoteTurn {
     Busy,
 }
 
+/// sha256 hex of `text` (the same digest as [`PayloadHash::of_bytes`]).
 pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    PayloadHash::of_bytes(text.as_bytes()).as_str().to_owned()
 }
 
 /// Records the intent to post `body` to the lead for run `run` (committed

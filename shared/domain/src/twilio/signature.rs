@@ -15,13 +15,20 @@ use sha1::Sha1;
 /// Parameters are decoded leniently here: a body that is not valid form
 /// encoding cannot carry a valid signature anyway, and is refused later.
 pub fn signing_input(url: &str, body: &[u8]) -> String {
+    let mut out = String::with_capacity(url.len() + body.len());
+    out.push_str(url);
+    out.push_str(&signed_params(body));
+    out
+}
+
+/// Every parameter name and value, sorted by name (the part after the URL).
+fn signed_params(body: &[u8]) -> String {
     let mut params: Vec<(String, String)> = form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     // Stable: repeated names keep their values in the order sent.
     params.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = String::with_capacity(url.len() + body.len());
-    out.push_str(url);
+    let mut out = String::with_capacity(body.len());
     for (k, v) in &params {
         out.push_str(k);
         out.push_str(v);
@@ -43,10 +50,13 @@ pub fn matches(token: &Secret, url: &str, body: &[u8], signature: &str) -> bool 
     let Ok(expected) = STANDARD.decode(signature) else {
         return false;
     };
+    // The parameters are decoded and sorted once, whichever URL variant matches.
+    let params = signed_params(body);
     url_variants(url).iter().any(|candidate| {
         let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(token.expose().as_bytes())
             .expect("any key length");
-        mac.update(signing_input(candidate, body).as_bytes());
+        mac.update(candidate.as_bytes());
+        mac.update(params.as_bytes());
         mac.verify_slice(&expected).is_ok()
     })
 }

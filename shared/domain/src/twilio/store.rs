@@ -295,7 +295,7 @@ pub async fn apply_status(
             .context("moving the message status")?
         {
             // A campaign message: its ledger row follows, in this transaction.
-            crate::campaigns::delivery::sync_from_message(db, row.get(0)).await?;
+            crate::campaigns::delivery::follow_message(db, row.get(0)).await?;
             return Ok(StatusOutcome {
                 message_id: Some(row.get(0)),
                 status: Some(row.get(1)),

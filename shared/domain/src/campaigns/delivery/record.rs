@@ -101,6 +101,27 @@ pub async fn sync_from_message(
     db: &impl GenericClient,
     message_id: Uuid,
 ) -> anyhow::Result<Option<String>> {
+    if let Some(moved) = follow_message(db, message_id).await? {
+        return Ok(Some(moved));
+    }
+    let row = db
+        .query_opt(
+            "select status from campaign_deliveries where message_id = $1",
+            &[&message_id],
+        )
+        .await
+        .context("reading the message's ledger row")?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The update half of [`sync_from_message`], one round trip: the ledger
+/// row's new status when it moved, `None` when nothing moved (no linked
+/// row, or already there). For callers that do not need the current status
+/// (Twilio's status callbacks, most of which are not campaign messages).
+pub async fn follow_message(
+    db: &impl GenericClient,
+    message_id: Uuid,
+) -> anyhow::Result<Option<String>> {
     let stmt = db
         .prepare_cached(
             "with m as ( \
@@ -130,20 +151,10 @@ pub async fn sync_from_message(
         )
         .await
         .context("preparing the ledger update from the message")?;
-    if let Some(row) = db
+    let row = db
         .query_opt(&stmt, &[&message_id])
         .await
-        .context("moving the ledger row after its message")?
-    {
-        return Ok(Some(row.get(0)));
-    }
-    let row = db
-        .query_opt(
-            "select status from campaign_deliveries where message_id = $1",
-            &[&message_id],
-        )
-        .await
-        .context("reading the message's ledger row")?;
+        .context("moving the ledger row after its message")?;
     Ok(row.map(|r| r.get(0)))
 }
 
