@@ -6,17 +6,15 @@
 
 use crate::{Deps, Message, Outcome, RETRY_AFTER, process};
 use crm_platform::{
-    local_queue::{self, Consumer, LocalOutcome},
-    queue::LocalMessage,
+    local_queue::{self, Consumer, LocalOutcome, Source},
 };
 use std::time::Instant;
-use tokio::sync::mpsc;
 
 /// Campaigns run at once.
 const CONCURRENCY: usize = 8;
 
 pub fn spawn(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
+    queue: impl Into<Source>,
     deps: Deps,
 ) -> tokio::task::JoinHandle<()> {
     let consumer = Consumer {

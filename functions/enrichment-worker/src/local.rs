@@ -7,16 +7,14 @@
 
 use crate::{Deps, Message, Outcome, process};
 use crm_platform::{
-    local_queue::{self, Consumer, LocalOutcome},
-    queue::LocalMessage,
+    local_queue::{self, Consumer, LocalOutcome, Source},
 };
-use tokio::sync::mpsc;
 
 /// Jobs processed at once (the Lambda's maximum concurrency plays this part in AWS).
 const CONCURRENCY: usize = 2;
 
 pub fn spawn(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
+    queue: impl Into<Source>,
     deps: Deps,
 ) -> tokio::task::JoinHandle<()> {
     // `process` itself gives up on the last receive (ENRICHMENT_MAX_ATTEMPTS).

@@ -6,16 +6,14 @@
 
 use crate::{Deps, Message, Outcome, process};
 use crm_platform::{
-    local_queue::{self, Consumer, LocalOutcome},
-    queue::LocalMessage,
+    local_queue::{self, Consumer, LocalOutcome, Source},
 };
-use tokio::sync::mpsc;
 
 /// Messages processed at once by default (each holds a pool connection only briefly).
 pub const CONCURRENCY: usize = 8;
 
 pub fn spawn(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
+    queue: impl Into<Source>,
     deps: Deps,
 ) -> tokio::task::JoinHandle<()> {
     spawn_with(queue, deps, CONCURRENCY)
@@ -23,7 +21,7 @@ pub fn spawn(
 
 /// [`spawn`] with `concurrency` messages processed at once (the benchmark's knob).
 pub fn spawn_with(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
+    queue: impl Into<Source>,
     deps: Deps,
     concurrency: usize,
 ) -> tokio::task::JoinHandle<()> {

@@ -4,6 +4,8 @@
 //! a message but never drops it. Publishing is at-least-once: every message
 //! carries a stable `message_id` that consumers deduplicate on.
 
+pub mod local_queue;
+
 use crate::db::GenericClient;
 use anyhow::Context;
 use serde_json::Value;
