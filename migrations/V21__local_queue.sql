@@ -24,3 +24,8 @@ create index local_queue_messages_receivable_idx
     on local_queue_messages (queue, visible_at) where acked_at is null;
 create index local_queue_messages_acked_idx
     on local_queue_messages (acked_at) where acked_at is not null;
+
+-- The scheduled relay re-drives the job of a stale state (crm_domain::outbox::stale)
+-- by copying its last outbox row, found by the id the job names.
+create index outbox_job_message_id_idx on outbox ((body->>'message_id'));
+create index outbox_job_event_id_idx on outbox ((body->>'event_id'));

@@ -86,9 +86,12 @@ async fn main() -> anyhow::Result<()> {
             }
             match outbox_relay::run(&relay_pool, &queue, Duration::from_secs(5)).await {
                 Ok(r)
-                    if r.relay.published + r.relay.failed > 0 || r.idempotency_keys_purged > 0 =>
+                    if r.relay.published + r.relay.failed > 0
+                        || r.idempotency_keys_purged > 0
+                        || r.stale.total() > 0 =>
                 {
                     tracing::info!(
+                        stale_redriven = r.stale.total(),
                         published = r.relay.published,
                         failed = r.relay.failed,
                         purged = r.idempotency_keys_purged,

@@ -5,6 +5,7 @@
 //! carries a stable `message_id` that consumers deduplicate on.
 
 pub mod local_queue;
+pub mod stale;
 
 use crate::db::GenericClient;
 use anyhow::Context;
