@@ -96,9 +96,15 @@ async fn a_frozen_or_unreachable_database_answers_503_with_retry_after_within_th
     let stored: i64 = db
         .client()
         .await
-        .query_one("select count(*) from webhook_events where status = 'processed'", &[])
+        .query_one(
+            "select count(*) from webhook_events where status = 'processed'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert!(stored >= 2, "the calls before and after the freeze were applied");
+    assert!(
+        stored >= 2,
+        "the calls before and after the freeze were applied"
+    );
 }

@@ -30,10 +30,7 @@ pub fn deps(common: &CommonConfig, env: &Env) -> Result<Deps, ConfigError> {
     )
 }
 
-pub fn spawn(
-    queue: impl Into<Source>,
-    deps: Deps,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn(queue: impl Into<Source>, deps: Deps) -> tokio::task::JoinHandle<()> {
     let consumer = Consumer {
         queue: "media",
         concurrency: CONCURRENCY,

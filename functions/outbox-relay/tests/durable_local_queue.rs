@@ -96,7 +96,10 @@ async fn a_job_whose_consumer_was_killed_mid_job_is_finished_exactly_once_after_
             }
         },
     );
-    wait_until("the job is acknowledged", async || unacked(&pool).await == 0).await;
+    wait_until("the job is acknowledged", async || {
+        unacked(&pool).await == 0
+    })
+    .await;
     // Past another visibility deadline: nothing comes back.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(*finished.lock().unwrap(), vec![(id, 2)]);
@@ -154,7 +157,10 @@ async fn a_process_killed_before_consuming_keeps_every_accepted_job() {
             }
         },
     );
-    wait_until("every job is acknowledged", async || unacked(&pool).await == 0).await;
+    wait_until("every job is acknowledged", async || {
+        unacked(&pool).await == 0
+    })
+    .await;
     worker.abort();
     let mut got = finished.lock().unwrap().clone();
     got.sort();

@@ -129,10 +129,16 @@ async fn stale_sends_deliveries_and_c2s_events_are_redriven_once_per_deadline_an
     assert_eq!(send_jobs.len(), 3);
     assert_eq!(send_jobs[2].1["message_id"], json!(sends[0]));
     assert_ne!(send_jobs[2].0, send_jobs[0].0, "a fresh queue message id");
-    assert_eq!(outbox_bodies(&client, "deliver_webhook").await[1].1, webhook_job);
+    assert_eq!(
+        outbox_bodies(&client, "deliver_webhook").await[1].1,
+        webhook_job
+    );
     assert_eq!(outbox_bodies(&client, "enrich_lead").await[1].1, enrich_job);
     let unpublished: i64 = client
-        .query_one("select count(*) from outbox where published_at is null", &[])
+        .query_one(
+            "select count(*) from outbox where published_at is null",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

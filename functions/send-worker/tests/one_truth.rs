@@ -126,8 +126,12 @@ async fn every_order_of_five_callbacks_leaves_the_message_and_its_ledger_row_agr
             ledger(&pg, delivery).await,
         );
         let names: Vec<&str> = order.iter().map(|s| s.as_str()).collect();
-        if (m.as_str(), row.status.as_str(), row.error_code.as_deref(), row.failed)
-            != ("failed", "failed", Some("30003"), true)
+        if (
+            m.as_str(),
+            row.status.as_str(),
+            row.error_code.as_deref(),
+            row.failed,
+        ) != ("failed", "failed", Some("30003"), true)
         {
             disagreements.push(format!("{names:?}: message {m}, ledger {}", row.status));
         }

@@ -29,7 +29,10 @@ async fn main() -> anyhow::Result<()> {
     // 24 under `make run`; docs/reliability.md has the budget).
     let pool = build_pool(&common.database)?;
     common.database.shared = Some(pool.clone());
-    tracing::info!(pool_max = common.database.pool_max, "one shared PostgreSQL pool");
+    tracing::info!(
+        pool_max = common.database.pool_max,
+        "one shared PostgreSQL pool"
+    );
 
     let table = routes::build(&common, &env)?;
 

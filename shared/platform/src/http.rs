@@ -71,9 +71,11 @@ pub fn with_retry_after(mut resp: Response<Body>) -> Response<Body> {
 /// This request's deadline: [`REQUEST_DEADLINE`], or less when the Lambda
 /// invocation has less time left (minus a margin to answer in).
 pub fn deadline(req: &Request) -> std::time::Duration {
-    let remaining = req
-        .lambda_context_ref()
-        .and_then(|ctx| ctx.deadline().duration_since(std::time::SystemTime::now()).ok());
+    let remaining = req.lambda_context_ref().and_then(|ctx| {
+        ctx.deadline()
+            .duration_since(std::time::SystemTime::now())
+            .ok()
+    });
     match remaining {
         Some(left) => left.saturating_sub(DEADLINE_MARGIN).min(REQUEST_DEADLINE),
         None => REQUEST_DEADLINE,

@@ -57,7 +57,10 @@ impl PgQueue {
 
     /// [`PgQueue::new`] with another visibility timeout (tests of a lapsed claim).
     pub fn with_visibility(pool: PgPool, visibility: Duration) -> Self {
-        let wake = QueueName::ALL.into_iter().map(|q| (q, Notify::new())).collect();
+        let wake = QueueName::ALL
+            .into_iter()
+            .map(|q| (q, Notify::new()))
+            .collect();
         Self {
             pool,
             wake: Arc::new(wake),
@@ -144,12 +147,8 @@ where
 
 /// Receives from PostgreSQL while there are free slots, wakes on a local
 /// publish or every [`PgQueue::POLL`], acknowledges each outcome.
-async fn run_durable<F, Fut>(
-    queues: PgQueue,
-    queue: QueueName,
-    consumer: Consumer,
-    handle: Arc<F>,
-) where
+async fn run_durable<F, Fut>(queues: PgQueue, queue: QueueName, consumer: Consumer, handle: Arc<F>)
+where
     F: Fn(LocalMessage, u32) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = LocalOutcome> + Send + 'static,
 {

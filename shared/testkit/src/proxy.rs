@@ -20,7 +20,9 @@ pub struct FreezableProxy {
 impl FreezableProxy {
     /// Listens on 127.0.0.1 (a free port) and forwards to `target`.
     pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the proxy");
         let port = listener.local_addr().unwrap().port();
         let frozen = Arc::new(watch::channel(false).0);
         let f = frozen.clone();

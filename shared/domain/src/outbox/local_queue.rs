@@ -117,7 +117,11 @@ pub async fn release(db: &impl GenericClient, id: i64, delay: Duration) -> anyho
 /// The consumer is done with the message: deleted, as SQS deletes it, but
 /// kept a day as acknowledged so a re-publish of the same id is a no-op.
 /// `dead_reason` is set for a message dropped as SQS would dead-letter it.
-pub async fn ack(db: &impl GenericClient, id: i64, dead_reason: Option<&str>) -> anyhow::Result<()> {
+pub async fn ack(
+    db: &impl GenericClient,
+    id: i64,
+    dead_reason: Option<&str>,
+) -> anyhow::Result<()> {
     db.execute(
         "update local_queue_messages set acked_at = now(), visible_at = 'infinity', \
                 dead_reason = left($2, 500) \

@@ -101,7 +101,11 @@ pub async fn sweep(db: &impl GenericClient, stale_after: Duration) -> anyhow::Re
 /// Copies the last outbox row of each stale key's job into a new row
 /// (unpublished: this run's relay, or the next, publishes it), unless that
 /// row is younger than `stale_after` or the job has been re-driven enough.
-async fn redrive(db: &impl GenericClient, kind: &Kind, stale_after: Duration) -> anyhow::Result<u64> {
+async fn redrive(
+    db: &impl GenericClient,
+    kind: &Kind,
+    stale_after: Duration,
+) -> anyhow::Result<u64> {
     let sql = format!(
         "with stale(key) as ({stale}), \
          latest as ( \
