@@ -1,5 +1,5 @@
-//! GET /crm/pipelines, /crm/deals, /crm/contacts and /crm/contacts/{id}:
-//! the authenticated reads a pipeline board needs. This crate routes on
+//! GET /crm/pipelines, /crm/deals, /crm/contacts, /crm/contacts/{id} and
+//! /crm/contacts/{id}/c2s: the authenticated reads a pipeline board needs. This crate routes on
 //! method + raw path, authenticates and parses the query string; the
 //! queries live in `crm_domain::crm` (`reads`, `board`).
 
@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/crm/deals"),
     ("GET", "/crm/contacts"),
     ("GET", "/crm/contacts/{id}"),
+    ("GET", "/crm/contacts/{id}/c2s"),
 ];
 
 /// Built once per cold start.
@@ -101,6 +102,12 @@ async fn serve(
             q("limit").as_deref(),
             deps.api.phone_region,
         )?),
+        "/crm/contacts/{id}/c2s" => Query::ContactC2s(
+            params
+                .first()
+                .and_then(|raw| Uuid::parse_str(raw).ok())
+                .ok_or(ApiError::NotFound("contact"))?,
+        ),
         _ => Query::Contact(
             params
                 .first()
@@ -116,6 +123,8 @@ enum Query {
     Board(BoardQuery),
     Contacts(ContactQuery),
     Contact(Uuid),
+    /// The Contact2Sale leads linked to the contact (`crm_domain::c2s::link`).
+    ContactC2s(Uuid),
 }
 
 async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiError> {
@@ -132,6 +141,11 @@ async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiErr
         Query::Contact(id) => {
             let tx = snapshot(&mut client).await?;
             reads::contact_detail(&tx, who, id).await
+        }
+        Query::ContactC2s(id) => {
+            let tx = snapshot(&mut client).await?;
+            let answer = crm_domain::c2s::read::contact_c2s_for(&tx, who, id).await?;
+            Ok(serde_json::to_value(answer).expect("answers serialise"))
         }
     }
 }

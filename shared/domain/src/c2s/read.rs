@@ -890,6 +890,26 @@ pub struct ContactC2s {
     pub leads: Vec<ContactLead>,
 }
 
+/// [`contact_c2s`] for a caller: the contact must be one they may read
+/// (members: their own and unowned contacts), else 404 as the contact read.
+pub async fn contact_c2s_for(
+    db: &impl GenericClient,
+    who: &crate::auth::Principal,
+    contact_id: Uuid,
+) -> Result<ContactC2s, ApiError> {
+    let stmt = db
+        .prepare_cached("select email, phone, owner_id from contacts where id = $1")
+        .await
+        .map_err(dbe("preparing the contact read"))?;
+    let row = db
+        .query_opt(&stmt, &[&contact_id])
+        .await
+        .map_err(dbe("reading the contact"))?
+        .filter(|r| who.may_read(r.get::<_, Option<&str>>(2)))
+        .ok_or(ApiError::NotFound("contact"))?;
+    contact_c2s(db, contact_id, row.get(0), row.get(1)).await
+}
+
 /// The C2S leads the link rule ties to this contact, with their enrichment.
 /// The caller has already checked that the contact is visible to them.
 pub async fn contact_c2s(
