@@ -7,6 +7,7 @@
 //! Checks run in this order: route, size (413), bearer token (401), content
 //! type (415), JSON (400), fields (422), then the idempotency key and the work.
 
+pub mod pipelines;
 pub mod run;
 
 use crm_domain::{
@@ -36,6 +37,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/crm/actions/contacts"),
     ("POST", "/crm/actions/deals"),
     ("POST", "/crm/actions/deals/{id}/stage"),
+    // Pipelines and stages (admins): `pipelines::PATTERNS`.
+    ("POST", pipelines::CREATE),
+    ("POST", pipelines::RENAME),
+    ("POST", pipelines::ADD_STAGE),
+    ("POST", pipelines::REORDER),
+    ("POST", pipelines::UPDATE_STAGE),
+    ("POST", pipelines::REMOVE_STAGE),
 ];
 
 /// Built once per cold start.
@@ -68,6 +76,7 @@ pub enum Action {
     Contact(ContactInput),
     Deal(DealInput),
     MoveStage { deal_id: Uuid, stage_id: Uuid },
+    Pipeline(crm_domain::crm::pipelines::PipelineAction),
 }
 
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
@@ -121,6 +130,9 @@ async fn serve(
     let body = input::json_object(http::header(req, "content-type"), raw)?;
     let hash = idempotency::request_hash("POST", path, &Value::Object(body.clone()));
     let action = match pattern {
+        _ if pipelines::PATTERNS.contains(&pattern) => Action::Pipeline(
+            pipelines::parse(pattern, params, body).expect("a pipeline route")?,
+        ),
         "/crm/actions/contacts" => {
             Action::Contact(ContactInput::parse(body, deps.api.phone_region)?)
         }

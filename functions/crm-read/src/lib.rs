@@ -25,6 +25,7 @@ use uuid::Uuid;
 /// The API Gateway routes this function serves.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/crm/pipelines"),
+    ("GET", "/crm/pipelines/{id}"),
     ("GET", "/crm/deals"),
     ("GET", "/crm/contacts"),
     ("GET", "/crm/contacts/{id}"),
@@ -90,6 +91,12 @@ async fn serve(
     // Parse before taking a connection: a bad query costs no database work.
     let query = match pattern {
         "/crm/pipelines" => Query::Pipelines,
+        "/crm/pipelines/{id}" => Query::Pipeline(
+            params
+                .first()
+                .and_then(|raw| Uuid::parse_str(raw).ok())
+                .ok_or(ApiError::NotFound("pipeline"))?,
+        ),
         "/crm/deals" => Query::Board(BoardQuery::parse(
             q("pipeline_id").as_deref(),
             q("stage_id").as_deref(),
@@ -120,6 +127,8 @@ async fn serve(
 
 enum Query {
     Pipelines,
+    /// One pipeline with the number of deals in each stage (the settings screen).
+    Pipeline(Uuid),
     Board(BoardQuery),
     Contacts(ContactQuery),
     Contact(Uuid),
@@ -131,6 +140,11 @@ async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiErr
     let mut client = deps.pool.get().await?;
     match query {
         Query::Pipelines => reads::pipelines(&client).await,
+        Query::Pipeline(id) => {
+            let tx = snapshot(&mut client).await?;
+            let answer = crm_domain::crm::pipelines::read(&tx, id).await?;
+            Ok(serde_json::to_value(answer).expect("answers serialise"))
+        }
         Query::Contacts(q) => reads::search_contacts(&client, who, &q).await,
         // Several statements: one read-only snapshot, so counts, columns,
         // deals and timeline agree with each other.
