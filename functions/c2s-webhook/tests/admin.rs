@@ -285,7 +285,8 @@ async fn managers_crud_keeps_sellers_and_audits_every_change() {
     let id = made["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/c2s/managers/{id}");
     // The enrichment worker's matching sees the new manager.
-    let found = crm_domain::enrichment::managers::managers_for_seller(&pg, Some("s-2041"), None)
+    let pooled = deps.pool.get().await.unwrap();
+    let found = crm_domain::enrichment::managers::managers_for_seller(&pooled, Some("s-2041"), None)
         .await
         .unwrap();
     assert_eq!(found.len(), 1);

@@ -130,9 +130,10 @@ async fn serve(
     let body = input::json_object(http::header(req, "content-type"), raw)?;
     let hash = idempotency::request_hash("POST", path, &Value::Object(body.clone()));
     let action = match pattern {
-        _ if pipelines::PATTERNS.contains(&pattern) => Action::Pipeline(
-            pipelines::parse(pattern, params, body).expect("a pipeline route")?,
-        ),
+        _ if pipelines::PATTERNS.contains(&pattern) => {
+            pipelines::require_admin(&who)?;
+            Action::Pipeline(pipelines::parse(pattern, params, body).expect("a pipeline route")?)
+        }
         "/crm/actions/contacts" => {
             Action::Contact(ContactInput::parse(body, deps.api.phone_region)?)
         }

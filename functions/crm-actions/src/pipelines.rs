@@ -1,7 +1,10 @@
 //! The pipeline and stage writes (issue 12 §3, admins only): routes and
 //! body parsing; the rules and SQL live in `crm_domain::crm::pipelines`.
 
-use crm_domain::crm::{ApiError, pipelines::PipelineAction};
+use crm_domain::{
+    auth::Principal,
+    crm::{ApiError, pipelines::PipelineAction},
+};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -14,6 +17,17 @@ pub const REMOVE_STAGE: &str = "/crm/actions/pipelines/{id}/stages/{stage_id}/re
 
 /// This module's routes (all POST), appended to the function's `ROUTES`.
 pub const PATTERNS: &[&str] = &[CREATE, RENAME, ADD_STAGE, REORDER, UPDATE_STAGE, REMOVE_STAGE];
+
+/// Members are refused before their body is read (403, nothing parsed or written).
+pub fn require_admin(who: &Principal) -> Result<(), ApiError> {
+    if who.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "pipelines and stages are changed by admins".into(),
+        ))
+    }
+}
 
 fn id(params: &[&str], i: usize, what: &'static str) -> Result<Uuid, ApiError> {
     params

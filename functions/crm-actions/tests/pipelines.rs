@@ -97,7 +97,8 @@ async fn admins_build_a_pipeline_and_members_are_refused() {
     );
 
     // crm-read shows the same pipeline with deal counts.
-    let shown = crm_domain::crm::pipelines::read(&pg, id.parse().unwrap()).await.unwrap();
+    let pooled = deps.pool.get().await.unwrap();
+    let shown = crm_domain::crm::pipelines::read(&pooled, id.parse().unwrap()).await.unwrap();
     assert_eq!(shown.stages.len(), 4);
 }
 

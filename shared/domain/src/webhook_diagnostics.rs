@@ -187,7 +187,7 @@ impl EventQuery {
             .transpose()?;
         let error_code = blank(error_code)
             .map(|c| {
-                if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
                     Ok(c.to_string())
                 } else {
                     Err(ApiError::validation("error_code", "is not an error code"))
