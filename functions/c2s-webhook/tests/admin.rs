@@ -338,7 +338,7 @@ async fn managers_crud_keeps_sellers_and_audits_every_change() {
         .collect();
     assert_eq!(
         audit,
-        ["crm.c2s_manager.created", "crm.c2s_manager.updated", "crm.c2s_manager.deleted"]
+        ["crm.manager.created", "crm.manager.updated", "crm.manager.deleted"]
     );
     let details: String = pg
         .query_one("select string_agg(details::text, ' ') from audit_log", &[])

@@ -4,7 +4,7 @@
 //! (lower-cased). A manager's webhook is named by the SHA-256 of one of the
 //! send worker's `OUTBOUND_WEBHOOK_URLS` entries — no URL or secret is stored.
 //!
-//! Every change is audit-logged (`crm.c2s_manager.*`, ids and counts only,
+//! Every change is audit-logged (`crm.manager.*`, ids and counts only,
 //! never names or e-mails) in the transaction that makes it.
 
 use crate::{
@@ -286,7 +286,7 @@ async fn audit(
     audit::record(
         db,
         &AuditEntry {
-            action: &format!("crm.c2s_manager.{verb}"),
+            action: &format!("crm.manager.{verb}"),
             actor: &who.actor(),
             target_type: "c2s_manager",
             target_id: Some(id.to_string()),
