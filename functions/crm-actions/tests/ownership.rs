@@ -355,3 +355,54 @@ async fn a_member_cannot_change_their_deal_on_a_contact_they_cannot_read() {
     assert_eq!(a.status, 404, "{}", a.body);
     assert!(!a.body.to_string().contains("Bo's contact"));
 }
+
+#[tokio::test]
+async fn a_duplicate_email_or_phone_409_names_no_other_contact() {
+    // Holds on today's code too (the constraint name maps to a fixed
+    // message); kept as a guard now that owners are real people.
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let pg = db.client().await;
+    let hidden: String = pg
+        .query_one(
+            "insert into contacts (full_name, email, phone, owner_id) \
+             values ('Hidden Person', 'hidden@example.com', '+905321234567', 'bo') returning id::text",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for body in [
+        json!({"email": "HIDDEN@example.com"}),
+        json!({"phone": "0532 123 4567"}),
+    ] {
+        let a = call(&deps, Call::post("/crm/actions/contacts", body.clone(), &member("ana"))).await;
+        assert_eq!((a.status, a.body["code"].as_str()), (409, Some("conflict")), "{body}");
+        let text = a.body.to_string();
+        for secret in [hidden.as_str(), "Hidden Person", "bo"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(a.body.as_object().unwrap().len(), 3, "error, code, field: {text}");
+    }
+}
+
+#[tokio::test]
+async fn the_assign_claim_and_routing_samples_work_once_their_ids_are_real() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let pg = db.client().await;
+    let ana = insert_user(&pg, "Ana", "member").await.to_string();
+    let c = raw_contact(&pg, "Lead", None).await;
+    let real = |s: &str| s.replace("00000000-0000-0000-0000-000000000000", &c);
+    let raw = real(&crm_testkit::event("crm-actions/assign-contact.json"))
+        .replace(&format!("{{\\\"owner_id\\\":\\\"{c}\\\"}}"), &format!("{{\\\"owner_id\\\":\\\"{ana}\\\"}}"));
+    let a = send(&deps, request(&raw)).await;
+    assert_eq!((a.status, a.body["contact"]["owner_id"].as_str()), (200, Some(ana.as_str())), "{}", a.body);
+    // The claim sample's caller (user-1) is not a user of this database: 422, nothing changes.
+    let a = send(&deps, request(&real(&crm_testkit::event("crm-actions/claim-contact.json")))).await;
+    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("owner_id")), "{}", a.body);
+    let raw = crm_testkit::event("crm-actions/set-lead-routing.json")
+        .replace("00000000-0000-0000-0000-000000000000", &ana);
+    let a = send(&deps, request(&raw)).await;
+    assert_eq!((a.status, a.body["mode"].as_str()), (200, Some("round_robin")), "{}", a.body);
+}

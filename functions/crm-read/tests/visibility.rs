@@ -164,3 +164,15 @@ async fn lead_routing_rules_are_read_by_admins_only() {
     assert_eq!(rules[1]["mode"], "unowned");
     assert_eq!(rules[1]["user_ids"], json!([]));
 }
+
+#[tokio::test]
+async fn the_lead_routing_sample_answers_the_rules() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let resp = handle(
+        lambda_http::request::from_str(&event("crm-read/lead-routing.json")).unwrap(),
+        &deps,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+}
