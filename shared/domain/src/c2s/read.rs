@@ -182,6 +182,9 @@ fn outcome_at(row: &Row, i: usize) -> Result<Option<EnrichmentOutcome>, ApiError
     }))
 }
 
+/// The latest note row: status, error, HTTP status, posted at.
+type LastNote = (NoteStatus, Option<String>, Option<i32>, Option<DateTime<Utc>>);
+
 /// Whether the lead's latest note reached C2S, and why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NoteSummary {
@@ -196,12 +199,7 @@ pub struct NoteSummary {
 impl NoteSummary {
     /// From the latest note row (if any) and the latest run (if any).
     fn new(
-        note: Option<(
-            NoteStatus,
-            Option<String>,
-            Option<i32>,
-            Option<DateTime<Utc>>,
-        )>,
+        note: Option<LastNote>,
         run: Option<&EnrichmentOutcome>,
     ) -> Self {
         let Some((status, error, http, posted_at)) = note else {
@@ -499,11 +497,13 @@ pub fn lookups(
     verdict: Option<Verdict>,
     parties: &[(Uuid, MatchedBy)],
 ) -> Vec<Lookup> {
-    let found_by = |datum: LookupDatum| match (verdict, datum) {
-        (Some(Verdict::SamePerson | Verdict::DifferentPeople), _) => true,
-        (Some(Verdict::PhoneOnly), LookupDatum::Phone) => true,
-        (Some(Verdict::EmailOnly), LookupDatum::Email) => true,
-        _ => false,
+    let found_by = |datum: LookupDatum| {
+        matches!(
+            (verdict, datum),
+            (Some(Verdict::SamePerson | Verdict::DifferentPeople), _)
+                | (Some(Verdict::PhoneOnly), LookupDatum::Phone)
+                | (Some(Verdict::EmailOnly), LookupDatum::Email)
+        )
     };
     let mut out = Vec::new();
     for (datum, check) in [
