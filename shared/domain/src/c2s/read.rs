@@ -183,7 +183,12 @@ fn outcome_at(row: &Row, i: usize) -> Result<Option<EnrichmentOutcome>, ApiError
 }
 
 /// The latest note row: status, error, HTTP status, posted at.
-type LastNote = (NoteStatus, Option<String>, Option<i32>, Option<DateTime<Utc>>);
+type LastNote = (
+    NoteStatus,
+    Option<String>,
+    Option<i32>,
+    Option<DateTime<Utc>>,
+);
 
 /// Whether the lead's latest note reached C2S, and why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -198,10 +203,7 @@ pub struct NoteSummary {
 
 impl NoteSummary {
     /// From the latest note row (if any) and the latest run (if any).
-    fn new(
-        note: Option<LastNote>,
-        run: Option<&EnrichmentOutcome>,
-    ) -> Self {
+    fn new(note: Option<LastNote>, run: Option<&EnrichmentOutcome>) -> Self {
         let Some((status, error, http, posted_at)) = note else {
             let why = match run {
                 None => "not enriched yet".to_string(),
