@@ -1,5 +1,6 @@
 //! GET /crm/pipelines, /crm/deals, /crm/contacts, /crm/contacts/{id} and
-//! /crm/contacts/{id}/c2s: the authenticated reads a pipeline board needs. This crate routes on
+//! /crm/contacts/{id}/c2s: the authenticated reads a pipeline board needs;
+//! and GET /api/v1/lead-routing, the admins' lead routing rules. This crate routes on
 //! method + raw path, authenticates and parses the query string; the
 //! queries live in `crm_domain::crm` (`reads`, `board`).
 
@@ -9,6 +10,7 @@ use crm_domain::{
         ApiError,
         board::{self, BoardQuery},
         reads::{self, ContactQuery},
+        routing,
     },
 };
 use crm_platform::{
@@ -30,6 +32,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/crm/contacts"),
     ("GET", "/crm/contacts/{id}"),
     ("GET", "/crm/contacts/{id}/c2s"),
+    ("GET", "/api/v1/lead-routing"),
 ];
 
 /// Built once per cold start.
@@ -52,6 +55,16 @@ impl Deps {
     }
 }
 
+/// `rawPath` from `/crm/` on, or from `/api/v1/` for the lead-routing route.
+pub fn raw_path(req: &Request) -> String {
+    let path = api::raw_path(req);
+    if path.starts_with("/crm/") {
+        path
+    } else {
+        api::raw_path_from(req, "/api/v1/")
+    }
+}
+
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     let span = tracing::info_span!(
         "crm_read",
@@ -59,7 +72,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
         user_id = tracing::field::Empty,
     );
     async move {
-        let path = api::raw_path(&req);
+        let path = raw_path(&req);
         let (pattern, params) = match api::route(ROUTES, req.method().as_str(), &path) {
             Ok(found) => found,
             Err(miss) => return miss.response(),
@@ -97,6 +110,7 @@ async fn serve(
                 .and_then(|raw| Uuid::parse_str(raw).ok())
                 .ok_or(ApiError::NotFound("pipeline"))?,
         ),
+        "/api/v1/lead-routing" => Query::LeadRouting,
         "/crm/deals" => Query::Board(BoardQuery::parse(
             q("pipeline_id").as_deref(),
             q("stage_id").as_deref(),
@@ -129,6 +143,7 @@ enum Query {
     Pipelines,
     /// One pipeline with the number of deals in each stage (the settings screen).
     Pipeline(Uuid),
+    LeadRouting,
     Board(BoardQuery),
     Contacts(ContactQuery),
     Contact(Uuid),
@@ -145,6 +160,7 @@ async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiErr
             let answer = crm_domain::crm::pipelines::read(&tx, id).await?;
             Ok(serde_json::to_value(answer).expect("answers serialise"))
         }
+        Query::LeadRouting => routing::list_rules(&client, who).await,
         Query::Contacts(q) => reads::search_contacts(&client, who, &q).await,
         // Several statements: one read-only snapshot, so counts, columns,
         // deals and timeline agree with each other.
