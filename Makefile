@@ -3,7 +3,7 @@
 PROFILE ?= debug
 export PROFILE
 
-.PHONY: run test bench bench-campaigns lint template-check migrate ci
+.PHONY: run test bench bench-campaigns lint template-check migrate ci console test-browser bench-console
 
 run:            ## the whole system on http://127.0.0.1:$${PORT:-3000}
 	bash infra/scripts/run.sh
@@ -29,3 +29,9 @@ migrate:        ## apply migrations/ to $$DATABASE_URL
 
 ci:
 	bash .ci/run
+
+console:        ## build the web console (functions/console/web → dist, embedded by the console crate)
+	bash infra/scripts/build-console.sh
+
+test-browser:   ## the console: vitest, then Playwright in Debian's Chromium against a real `make run`
+	bash infra/scripts/test-browser.sh

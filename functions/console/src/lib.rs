@@ -287,6 +287,11 @@ fn json_error(deps: &Deps, status: u16, code: &str, msg: &str) -> Response<Body>
         .expect("static response parts are valid")
 }
 
+/// Every embedded file name (tests, the banner).
+pub fn asset_names() -> Vec<String> {
+    Assets::iter().map(|n| n.into_owned()).collect()
+}
+
 /// Whether this binary carries a built app (for the runner's banner).
 pub fn is_built() -> bool {
     Assets::get("index.html").is_some()

@@ -187,7 +187,7 @@ function BoardColumnView(props: {
     <section ref={ref} class={`column kind-${col.stage.kind}${over ? ' over' : ''}`} aria-label={t('board.column', { stage: col.stage.name })}>
       <header>
         <h2>{col.stage.name}</h2>
-        <span class="count">{t('board.count', { count: f.number(col.count) })}</span>
+        <span class="count">{t(col.count === 1 ? 'board.countOne' : 'board.count', { count: f.number(col.count) })}</span>
       </header>
       <ul class="cards">
         {props.deals.length === 0 && <li class="empty">{t('board.empty')}</li>}
