@@ -220,3 +220,41 @@ test('contacts: search, a contact page with deals, timeline and opt-outs', async
   await shot(page, 'contacts');
 });
 
+
+test('figures: JavaScript shipped for the first screen, and navigation → interactive board with 500 deals', async ({ page }) => {
+  // Printed, not asserted (docs/console.md).
+  const st = (await stages()).filter((s) => s.kind === 'open');
+  const contact = await call<Contact>(admin.access_token, 'POST', '/crm/actions/contacts', { full_name: `Bench ${uniq()}`, email: `${uniq()}@example.com` });
+  const existing = await call<{ stages: { count: number }[] }>(admin.access_token, 'GET', '/crm/deals?limit=1');
+  const have = existing.stages.reduce((n, c) => n + c.count, 0);
+  const want = Math.max(0, 500 - have);
+  const batch = 20;
+  for (let i = 0; i < want; i += batch) {
+    await Promise.all(
+      Array.from({ length: Math.min(batch, want - i) }, (_, j) =>
+        call(admin.access_token, 'POST', '/crm/actions/deals', {
+          contact_id: contact.id, title: `Bench deal ${i + j}`, value_cents: 100_00 * (i + j), currency: 'BRL', stage_id: st[(i + j) % st.length]!.id,
+        }),
+      ),
+    );
+  }
+  const js: { url: string; bytes: number }[] = [];
+  let recording = true;
+  page.on('response', async (r) => {
+    if (recording && r.url().endsWith('.js')) {
+      const len = Number((await r.allHeaders())['content-length'] ?? 0);
+      js.push({ url: r.url(), bytes: len });
+    }
+  });
+  await open(page, '/board');
+  await expect(page.getByRole('article')).toHaveCount(500, { timeout: 30_000 });
+  recording = false;
+  // A fresh navigation now that the session exists: navigation start → 500 cards on screen.
+  await page.goto('/board');
+  await page.waitForFunction(() => document.querySelectorAll('article.deal').length >= 500, null, { timeout: 30_000 });
+  const ms = await page.evaluate(() => performance.now());
+  const wire = js.reduce((n, j) => n + j.bytes, 0);
+  console.log(`FIGURE first-screen JavaScript over the wire (gzip): ${(wire / 1024).toFixed(1)} KB in ${js.length} file(s)`);
+  console.log(`FIGURE navigation → interactive board with 500 deals: ${ms.toFixed(0)} ms`);
+  await shot(page, 'board-500');
+});

@@ -9,7 +9,7 @@ import { useStore } from '../store';
 import { optimisticMove, replaceCard, visible, type Column, type OwnerFilter } from './moves';
 
 /** Deals per column per page. */
-const PAGE = 50;
+const PAGE = 100;
 
 type Col = Column<Deal> & { stage: Stage };
 

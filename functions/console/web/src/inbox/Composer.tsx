@@ -3,6 +3,7 @@ import { api, rawJson, reason, unwrap, type Schemas } from '../api/client';
 import { useI18n, type Key } from '../i18n';
 import { refreshConversations } from './conversations';
 import { placeholderCount, renderTemplate, SERVER_FILLED } from './template';
+import { ClipIcon } from '../shell/icons';
 import { canSendFreeText, msUntilChange, type WindowState } from './window';
 
 type Template = Schemas['CampaignTemplate'];
@@ -66,7 +67,7 @@ export function Composer(props: { contactId: string; contactName: string; defaul
       setFile(null);
       if (fileInput.current) fileInput.current.value = '';
       props.onSent();
-      void refreshConversations();
+      void refreshConversations().catch(() => undefined);
     } catch (e) {
       setError(t('inbox.sendFailed', { reason: reason(e) }));
     } finally {
@@ -88,7 +89,6 @@ export function Composer(props: { contactId: string; contactName: string; defaul
         <textarea
           aria-label={t('inbox.composer')}
           aria-describedby={reasonText ? 'composer-reason' : 'composer-hint'}
-          placeholder={reasonText ? '' : t('inbox.composerHint')}
           disabled={!free || busy}
           rows={2}
           value={text}
@@ -101,7 +101,7 @@ export function Composer(props: { contactId: string; contactName: string; defaul
           }}
         />
         <label class={`button attach${!free ? ' disabled' : ''}`}>
-          📎<span class="sr-only">{t('inbox.attach')}</span>
+          <ClipIcon /><span class="sr-only">{t('inbox.attach')}</span>
           <input ref={fileInput} type="file" class="sr-only" aria-label={t('inbox.attach')} disabled={!free}
             accept="image/jpeg,image/png,image/webp,image/gif,application/pdf,audio/*,video/mp4"
             onChange={(e) => setFile(e.currentTarget.files?.[0] ?? null)} />

@@ -1,4 +1,5 @@
-import { useEffect } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
+import { reason } from '../api/client';
 import { useI18n, type Key } from '../i18n';
 import { onLink } from '../router';
 import { useStore } from '../store';
@@ -8,13 +9,16 @@ import { Thread } from './Thread';
 export function Inbox({ contactId }: { contactId: string | null }) {
   const { t, f } = useI18n();
   const list = useStore(conversations$);
-  useEffect(() => void refreshConversations().catch(() => undefined), []);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => void refreshConversations().then(() => setError(null), (e: unknown) => setError(reason(e))), []);
   const current = list?.find((c) => c.contact_id === contactId) ?? null;
   return (
     <main class="page inbox">
       <nav class="conversations" aria-label={t('inbox.conversations')}>
         <h1>{t('inbox.title')}</h1>
-        {!list ? (
+        {error && !list ? (
+          <p class="error" role="alert">{t('common.error', { reason: error })}</p>
+        ) : !list ? (
           <p role="status">{t('common.loading')}</p>
         ) : list.length === 0 ? (
           <p>{t('inbox.empty')}</p>

@@ -6,6 +6,7 @@ import { toast } from '../shell/toasts';
 import { markedRead, refreshConversations, type Conversation } from './conversations';
 import { Composer } from './Composer';
 import { windowState, windowUntil } from './window';
+import { ClockIcon } from '../shell/icons';
 
 type MediaLink = Schemas['MediaLink'];
 
@@ -25,7 +26,7 @@ export function tick(status: Message['status']): { icon: string; key: Key; cls: 
     case 'received':
       return { icon: '', key: 'status.received', cls: 'received' };
     default:
-      return { icon: '🕓', key: 'status.queued', cls: 'queued' };
+      return { icon: 'clock', key: 'status.queued', cls: 'queued' };
   }
 }
 
@@ -79,7 +80,7 @@ export function Thread({ contactId, conversation }: { contactId: string; convers
     try {
       const updated = unwrap(await api.PATCH('/api/messages/{id}', { params: { path: { id: m.id! } }, body: patch }));
       setMessages((messages ?? []).map((x) => (x.id === m.id ? { ...x, ...updated } : x)));
-      void refreshConversations();
+      void refreshConversations().catch(() => undefined);
     } catch (e) {
       toast(reason(e), 'error');
     }
@@ -119,7 +120,7 @@ export function Thread({ contactId, conversation }: { contactId: string; convers
               <footer>
                 <span class={`chan chan-${m.channel}`}>{t(`channel.${m.channel ?? 'sms'}` as Key)}</span>
                 <time dateTime={m.created_at}>{m.created_at ? f.time(m.created_at) : ''}</time>
-                {mine && <span class={`tick tick-${tk.cls}`} role="img" aria-label={t(tk.key)}>{tk.icon}</span>}
+                {mine && <span class={`tick tick-${tk.cls}`} role="img" aria-label={t(tk.key)}>{tk.icon === 'clock' ? <ClockIcon /> : tk.icon}</span>}
                 <button type="button" class="icon" aria-pressed={!!m.is_starred} aria-label={t(m.is_starred ? 'inbox.unstar' : 'inbox.star')}
                   onClick={() => void flag(m, { is_starred: !m.is_starred })}>{m.is_starred ? '★' : '☆'}</button>
                 {!mine && (
