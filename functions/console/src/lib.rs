@@ -159,7 +159,9 @@ pub fn handle(req: &Request, deps: &Deps) -> Response<Body> {
         },
         Resolved::ApiNotFound => json_error(deps, 404, "not_found", "Not found"),
         Resolved::FileNotFound => plain(deps, 404, "Not found"),
-        Resolved::MethodNotAllowed => json_error(deps, 405, "method_not_allowed", "Method not allowed"),
+        Resolved::MethodNotAllowed => {
+            json_error(deps, 405, "method_not_allowed", "Method not allowed")
+        }
     }
 }
 
@@ -314,13 +316,28 @@ mod tests {
         );
         assert_eq!(resolve("GET", "/inbox/42", exists), Resolved::Index);
         assert_eq!(resolve("GET", "/board", exists), Resolved::Index);
-        assert_eq!(resolve("GET", "/assets/gone-123.js", exists), Resolved::FileNotFound);
-        assert_eq!(resolve("GET", "/nothing.png", exists), Resolved::FileNotFound);
+        assert_eq!(
+            resolve("GET", "/assets/gone-123.js", exists),
+            Resolved::FileNotFound
+        );
+        assert_eq!(
+            resolve("GET", "/nothing.png", exists),
+            Resolved::FileNotFound
+        );
         assert_eq!(resolve("GET", "/api/nope", exists), Resolved::ApiNotFound);
         assert_eq!(resolve("GET", "/crm/nope", exists), Resolved::ApiNotFound);
-        assert_eq!(resolve("POST", "/board", exists), Resolved::MethodNotAllowed);
-        assert_eq!(resolve("HEAD", "/favicon.svg", exists), Resolved::File("favicon.svg".into()));
-        assert_eq!(resolve("GET", "/../Cargo.toml", exists), Resolved::FileNotFound);
+        assert_eq!(
+            resolve("POST", "/board", exists),
+            Resolved::MethodNotAllowed
+        );
+        assert_eq!(
+            resolve("HEAD", "/favicon.svg", exists),
+            Resolved::File("favicon.svg".into())
+        );
+        assert_eq!(
+            resolve("GET", "/../Cargo.toml", exists),
+            Resolved::FileNotFound
+        );
     }
 
     #[test]

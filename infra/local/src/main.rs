@@ -110,7 +110,9 @@ fn print_banner(port: u16, table: &routes::Table) {
     if console::is_built() {
         println!("  GET  {base}/            the web console (sign in, board, contacts, inbox)");
     } else {
-        println!("  GET  {base}/            the web console: not built (cd functions/console/web && npm ci && npm run build)");
+        println!(
+            "  GET  {base}/            the web console: not built (cd functions/console/web && npm ci && npm run build)"
+        );
     }
     for r in table.routes() {
         println!("  {:<4} {base}{}", r.method, r.path);

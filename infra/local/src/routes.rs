@@ -199,7 +199,8 @@ async fn dispatch(table: Arc<Table>, req: axum::extract::Request) -> axum::respo
         let known_path = table.0.iter().any(|r| r.matches(&path).is_some());
         // The web console: every GET no API route claims (as API Gateway's
         // `GET /{proxy+}` route does); it answers API paths with a JSON 404.
-        if !known_path && (parts.method == http::Method::GET || parts.method == http::Method::HEAD) {
+        if !known_path && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
+        {
             let mut builder = http::Request::builder().method(parts.method).uri(parts.uri);
             for (name, value) in &parts.headers {
                 builder = builder.header(name, value);

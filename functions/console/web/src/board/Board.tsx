@@ -8,8 +8,8 @@ import { toast } from '../shell/toasts';
 import { useStore } from '../store';
 import { optimisticMove, replaceCard, visible, type Column, type OwnerFilter } from './moves';
 
-/** Deals per column per page. */
-const PAGE = 100;
+/** Deals per column per page (the API's maximum: a 500-deal board is whole on first paint). */
+const PAGE = 200;
 
 type Col = Column<Deal> & { stage: Stage };
 

@@ -43,8 +43,7 @@ export function ContactPage({ id }: { id: string }) {
       <a href="/contacts" onClick={(e) => onLink(e, '/contacts')}>← {t('contacts.back')}</a>
       <h1>{name}</h1>
       <div class="grid2">
-        <section class="card" aria-labelledby="c-info">
-          <h2 id="c-info" class="sr-only">{name}</h2>
+        <section class="card" aria-label={t('contacts.owner')}>
           <dl class="facts">
             <dt>{t('contacts.email')}</dt><dd>{c.email ?? '—'}</dd>
             <dt>{t('contacts.phone')}</dt><dd>{c.phone ?? '—'}</dd>
