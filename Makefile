@@ -35,3 +35,8 @@ console:        ## build the web console (functions/console/web → dist, embedd
 
 test-browser:   ## the console: vitest, then Playwright in Debian's Chromium against a real `make run`
 	bash infra/scripts/test-browser.sh
+
+bench-console:  ## the console function's cold start (release binary, a local Runtime API stand-in)
+	bash infra/scripts/build-console.sh
+	cargo build --release --locked -p console
+	cd functions/console/web && node bench/cold-start.mjs ../../../target/release/console 10
