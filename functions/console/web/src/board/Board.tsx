@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { draggable, dropTargetForElements, monitorForElements } from '@atlaskit/pragmatic-drag-and-drop/element/adapter';
-import { api, rawJson, reason, unwrap, type Deal, type Pipeline, type Stage } from '../api/client';
+import { api, reason, unwrap, type Deal, type Pipeline, type Stage } from '../api/client';
 import { session$ } from '../api/session';
 import { useI18n } from '../i18n';
 import { onLink } from '../router';
@@ -94,7 +94,12 @@ export function Board() {
 
   const claim = async (deal: Deal) => {
     try {
-      await rawJson('POST', `/crm/actions/contacts/${deal.contact_id}/claim`, {}, { 'idempotency-key': crypto.randomUUID() });
+      unwrap(
+        await api.POST('/crm/actions/contacts/{id}/claim', {
+          params: { path: { id: deal.contact_id }, header: { 'Idempotency-Key': crypto.randomUUID() } },
+          body: {},
+        }),
+      );
       let next = colsRef.current ?? [];
       for (const d of next.flatMap((c) => c.deals).filter((d) => d.contact_id === deal.contact_id && !d.owner_id)) {
         next = replaceCard(next, { ...d, owner_id: me.user.id }) as Col[];

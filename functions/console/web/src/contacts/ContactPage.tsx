@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, rawJson, reason, unwrap, type ContactDetail } from '../api/client';
+import { api, reason, unwrap, type ContactDetail, type Schemas } from '../api/client';
 import { session$ } from '../api/session';
 import { useI18n, type Key } from '../i18n';
 import { onLink } from '../router';
@@ -14,6 +14,7 @@ export function ContactPage({ id }: { id: string }) {
   const [detail, setDetail] = useState<ContactDetail | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [assignee, setAssignee] = useState('');
+  const [c2s, setC2s] = useState<Schemas['ContactC2s'] | null>(null);
 
   const load = async () => {
     try {
@@ -22,11 +23,22 @@ export function ContactPage({ id }: { id: string }) {
       setError(reason(e));
     }
   };
-  useEffect(() => void load(), [id]);
+  useEffect(() => {
+    void load();
+    api.GET('/crm/contacts/{id}/c2s', { params: { path: { id } } }).then((r) => setC2s(r.data ?? null));
+  }, [id]);
 
-  const act = async (path: string, body: unknown) => {
+  const claim = async () => {
     try {
-      await rawJson('POST', path, body, { 'idempotency-key': crypto.randomUUID() });
+      unwrap(await api.POST('/crm/actions/contacts/{id}/claim', { params: { path: { id }, header: { 'Idempotency-Key': crypto.randomUUID() } }, body: {} }));
+      await load();
+    } catch (e) {
+      toast(reason(e), 'error');
+    }
+  };
+  const assign = async (owner: string) => {
+    try {
+      unwrap(await api.POST('/crm/actions/contacts/{id}/assign', { params: { path: { id }, header: { 'Idempotency-Key': crypto.randomUUID() } }, body: { owner_id: owner } }));
       await load();
     } catch (e) {
       toast(reason(e), 'error');
@@ -52,11 +64,11 @@ export function ContactPage({ id }: { id: string }) {
             <dd>{c.owner_id ? (c.owner_id === me.user.id ? `${c.owner_id} (${t('common.me')})` : c.owner_id) : t('common.unowned')}</dd>
           </dl>
           <div class="actions">
-            {!c.owner_id && <button type="button" onClick={() => void act(`/crm/actions/contacts/${id}/claim`, {})}>{t('contacts.claim')}</button>}
+            {!c.owner_id && <button type="button" onClick={() => void claim()}>{t('contacts.claim')}</button>}
             {c.phone && <a class="button" href={`/inbox/${id}`} onClick={(e) => onLink(e, `/inbox/${id}`)}>{t('contacts.openInbox')}</a>}
           </div>
           {isAdmin && (
-            <form class="inline" onSubmit={(e) => { e.preventDefault(); if (assignee.trim()) void act(`/crm/actions/contacts/${id}/assign`, { owner_id: assignee.trim() }); }}>
+            <form class="inline" onSubmit={(e) => { e.preventDefault(); if (assignee.trim()) void assign(assignee.trim()); }}>
               <label>{t('contacts.assignTo')}<input value={assignee} onInput={(e) => setAssignee(e.currentTarget.value)} /></label>
               <button type="submit">{t('contacts.assign')}</button>
             </form>
@@ -77,6 +89,27 @@ export function ContactPage({ id }: { id: string }) {
           </ul>
         </section>
       </div>
+      <section aria-labelledby="c-c2s">
+        <h2 id="c-c2s">{t('contacts.enrichment')}</h2>
+        {!c2s || c2s.leads.length === 0 ? (
+          <p class="muted">{t('contacts.noEnrichment')}</p>
+        ) : (
+          <ul class="plain">
+            {c2s.leads.map((l) => (
+              <li key={l.lead_id} class="card">
+                <strong>{t('contacts.c2sLead', { id: l.lead_id, matched: l.matched_by })}</strong>
+                {l.customer_name && <> · {l.customer_name}</>}
+                {l.seller_name && <> · {t('contacts.c2sSeller', { name: l.seller_name })}</>}
+                {l.lead_status_name && <> · {l.lead_status_name}</>}
+                <br />
+                {l.enrichment && <span>{t('contacts.c2sStatus', { status: l.enrichment.status })}</span>}{' '}
+                <span>{l.note.posted ? t('contacts.c2sNotePosted') : l.note.why ? t('contacts.c2sNoteNot', { why: l.note.why }) : ''}</span>
+                {l.note_body && <p class="note-body">{l.note_body}</p>}
+              </li>
+            ))}
+          </ul>
+        )}
+      </section>
       <section aria-labelledby="c-deals">
         <h2 id="c-deals">{t('contacts.deals')}</h2>
         <ul class="plain">

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, rawJson, reason, unwrap, type Message, type Schemas } from '../api/client';
+import { api, rawJson, reason, unwrap, type Message } from '../api/client';
+import type { MediaLink } from '../api/pending';
 import { useI18n, type Key } from '../i18n';
 import { feed$ } from '../notifications/notifier';
 import { toast } from '../shell/toasts';
@@ -8,7 +9,6 @@ import { Composer } from './Composer';
 import { windowState, windowUntil } from './window';
 import { ClockIcon } from '../shell/icons';
 
-type MediaLink = Schemas['MediaLink'];
 
 /** The tick a status shows, and its accessible name. */
 export function tick(status: Message['status']): { icon: string; key: Key; cls: string } {

@@ -1,10 +1,11 @@
 /** The caller's conversation list: shared by the inbox and the unread badge
  * in the navigation (the one state two screens share), refreshed on feed
  * events so counts move without a reload. */
-import { api, unwrap, type Schemas } from '../api/client';
+import { rawJson } from '../api/client';
+import type { Conversation, ConversationPage } from '../api/pending';
 import { Store } from '../store';
 
-export type Conversation = Schemas['Conversation'];
+export type { Conversation };
 
 export const conversations$ = new Store<Conversation[] | null>(null);
 
@@ -18,7 +19,7 @@ export function refreshConversations(): Promise<void> {
   if (loading) return loading;
   loading = (async () => {
     try {
-      const page = unwrap(await api.GET('/api/conversations', { params: { query: { limit: 100 } } }));
+      const page = await rawJson<ConversationPage>('GET', '/api/conversations?limit=100');
       conversations$.set(page.conversations);
     } finally {
       loading = null;
