@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { expect, test, type Page } from '@playwright/test';
-import { adminToken, call, documentedPath, inboundWhatsApp, psql, Receiver, requires, shot, signIn, twilio, type Token } from './helpers';
+import { adminToken, call, documentedPath, inboundWhatsApp, png, psql, Receiver, requires, shot, signIn, twilio, type Token } from './helpers';
 
 const RECEIVER_PORT = Number(process.env.RECEIVER_PORT ?? 3198);
 const RECEIVER_SECRET = process.env.OUTBOUND_WEBHOOK_SECRET ?? '';
@@ -132,8 +132,9 @@ test('an inbound WhatsApp message raises a toast and the unread badge without re
 test('reply from the thread: queued to the local sink, the tick follows the status callback', async ({ page }) => {
   requires(...SIGN_IN, ...INBOX);
   const from = phone();
-  await inboundWhatsApp(from, 'Olá! Quero saber mais.');
-  const contactId = psql(`select contact_id from messages where direction = 'in' and body = 'Olá! Quero saber mais.' order by created_at desc limit 1`);
+  const hello = `Olá! Quero saber mais. ${uniq()}`;
+  await inboundWhatsApp(from, hello);
+  const contactId = psql(`select contact_id from messages where direction = 'in' and body = '${hello}'`);
   await open(page, `/inbox/${contactId}`);
   await expect(page.getByRole('note').filter({ hasText: 'WhatsApp window open until' })).toBeVisible();
   const box = page.getByRole('textbox', { name: 'Message' });
@@ -146,6 +147,8 @@ test('reply from the thread: queued to the local sink, the tick follows the stat
   await expect(bubble).toContainText('line two');
   // Queued and handed to the local sink (SMlocal…).
   await expect.poll(() => psql(`select coalesce(provider_sid, '') from messages where contact_id = '${contactId}' and direction = 'out' order by created_at desc limit 1`), { timeout: 15_000 }).toMatch(/^SMlocal/);
+  // The send worker is done with it (Sent) before Twilio's callback comes.
+  await expect(bubble.getByRole('img', { name: 'Sent' })).toBeVisible({ timeout: 15_000 });
   const providerSid = psql(`select provider_sid from messages where contact_id = '${contactId}' and direction = 'out' order by created_at desc limit 1`);
   await twilio({ MessageSid: providerSid, MessageStatus: 'delivered', AccountSid: process.env.TWILIO_ACCOUNT_SID ?? 'AC' + '0'.repeat(32), From: 'whatsapp:+14155238886', To: `whatsapp:${from}` });
   await expect(bubble.getByRole('img', { name: 'Delivered' })).toBeVisible({ timeout: 10_000 });
@@ -173,19 +176,20 @@ test('upload an image and see it in the thread', async ({ page }) => {
   await inboundWhatsApp(from, 'send me the brochure');
   const contactId = psql(`select contact_id from messages where body = 'send me the brochure' order by created_at desc limit 1`);
   await open(page, `/inbox/${contactId}`);
-  // A 1×1 PNG.
-  const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
-  await page.getByLabel('Attach a file').setInputFiles({ name: 'photo.png', mimeType: 'image/png', buffer: png });
+  await page.getByLabel('Attach a file').setInputFiles({ name: 'photo.png', mimeType: 'image/png', buffer: png(240, 160, [36, 86, 214]) });
   await expect(page.getByText('Attached: photo.png')).toBeVisible();
   await page.getByRole('button', { name: 'Send', exact: true }).click();
-  await expect(page.getByRole('article', { name: /^Sent by us/ }).getByRole('img', { name: 'Attachment 1' })).toBeVisible({ timeout: 15_000 });
+  const img = page.getByRole('article', { name: /^Sent by us/ }).getByRole('img', { name: 'Attachment 1' });
+  await expect(img).toBeVisible({ timeout: 15_000 });
+  // Loaded through its signed URL (not a broken image).
+  await expect.poll(() => img.evaluate((el) => (el as HTMLImageElement).naturalWidth)).toBe(240);
   await shot(page, 'inbox-upload');
 });
 
 test('a member sees their own conversations, not another member’s', async ({ page }) => {
   requires(...SIGN_IN, ...INBOX, '/api/v1/auth/set-password');
   const mk = (name: string) => {
-    const email = `${name}-${uniq()}@example.com`;
+    const email = `member-${uniq()}@example.com`;
     const token = randomBytes(24).toString('hex');
     const id = psql(`insert into users (email, name, role) values ('${email}', '${name}', 'member') returning id`);
     psql(`insert into password_tokens (user_id, token_hash, expires_at) values ('${id}', '${createHash('sha256').update(token).digest('hex')}', now() + interval '1 hour')`);

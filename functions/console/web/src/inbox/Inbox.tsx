@@ -37,7 +37,7 @@ export function Inbox({ contactId }: { contactId: string | null }) {
                     </span>
                     <span class="conv-bottom">
                       <span class={`chan chan-${c.last_message.channel}`}>{t(`channel.${c.last_message.channel}` as Key)}</span>
-                      <span class="preview">{c.last_message.preview ?? (c.last_message.num_media ? t('inbox.media', { n: 1 }) : '')}</span>
+                      <span class="conv-preview">{c.last_message.preview ?? (c.last_message.num_media ? t('inbox.media', { n: 1 }) : '')}</span>
                       {c.unread_count > 0 && (
                         <span class="badge" aria-label={t('inbox.unreadBadge', { count: c.unread_count })}>{f.number(c.unread_count)}</span>
                       )}
