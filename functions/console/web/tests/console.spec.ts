@@ -190,7 +190,7 @@ test('a member sees their own conversations, not another member’s', async ({ p
   requires(...SIGN_IN, ...INBOX, '/api/v1/auth/set-password');
   const mk = (name: string) => {
     const email = `member-${uniq()}@example.com`;
-    const token = randomBytes(24).toString('hex');
+    const token = randomBytes(32).toString('base64url'); // the shape of an opaque link token (43 characters)
     const id = psql(`insert into users (email, name, role) values ('${email}', '${name}', 'member') returning id`);
     psql(`insert into password_tokens (user_id, token_hash, expires_at) values ('${id}', '${createHash('sha256').update(token).digest('hex')}', now() + interval '1 hour')`);
     return { id, email, token };
