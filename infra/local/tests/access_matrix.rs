@@ -197,6 +197,7 @@ async fn every_read_route_shows_a_contact_only_to_those_who_may_read_it() {
         ("GET", "/crm/contacts".into(), vec![Id, Name, Email, Phone], false),
         ("GET", "/crm/contacts?q={name}".into(), vec![Id, Name, Email, Phone], false),
         ("GET", "/crm/contacts/{id}".into(), vec![Id, Name, Email, Phone], true),
+        ("GET", "/crm/contacts/{id}/c2s".into(), vec![Id], true),
         ("GET", "/api/contacts/{id}/messages".into(), vec![Id, Name], true),
         ("GET", "/api/messages/events".into(), vec![Id], false),
         (
