@@ -241,7 +241,9 @@ async fn dispatch(table: Arc<Table>, req: axum::extract::Request) -> axum::respo
         .with_raw_http_path(path)
         .with_query_string_parameters(query)
         .with_path_parameters(path_params);
-    respond((route.handler)(lambda_req).await)
+    // The same bound as in Lambda: 503 + Retry-After past the deadline.
+    let deadline = crm_platform::http::REQUEST_DEADLINE;
+    respond(crm_platform::http::bounded(deadline, (route.handler)(lambda_req)).await)
 }
 
 /// The console's headers (CSP) are built once; `CONSOLE_MEDIA_ORIGIN` as in AWS.
