@@ -36,6 +36,13 @@ impl Env {
         )
     }
 
+    /// These variables with `overrides` on top: a key in both takes the
+    /// override's value (a secret's keys win over the process environment).
+    pub fn overlaid(mut self, overrides: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.0.extend(overrides);
+        self
+    }
+
     /// Unset and empty are the same: absent.
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.0

@@ -42,6 +42,7 @@ where
         let task = tasks.spawn(process(record));
         ids.insert(task.id(), message_id);
     }
+    let records = ids.len();
     let mut response = SqsBatchResponse::default();
     while let Some(joined) = tasks.join_next_with_id().await {
         let (task, done) = match joined {
@@ -57,7 +58,17 @@ where
             response.add_failure(ids.remove(&task).unwrap_or_default());
         }
     }
+    emit_batch_metrics(records, response.batch_item_failures.len());
     response
+}
+
+/// `BatchRecords` and `BatchFailures` of one batch as EMF metrics (the
+/// stack's failure-rate alarms divide one by the other).
+pub fn emit_batch_metrics(records: usize, failures: usize) {
+    crate::metrics::emit(&[
+        crate::metrics::Metric::count("BatchRecords", records as f64),
+        crate::metrics::Metric::count("BatchFailures", failures as f64),
+    ]);
 }
 
 /// Why a queue body is not a job, in words that quote nothing of the body
