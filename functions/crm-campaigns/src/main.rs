@@ -1,5 +1,6 @@
 use crm_campaigns::{Deps, handle};
 use crm_platform::{
+    lambda,
     config::{CommonConfig, Env},
     queue, telemetry,
 };
@@ -7,14 +8,17 @@ use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let env = Env::from_process();
-    let common = CommonConfig::from_env(&env)?;
-    telemetry::init(&common.log_level);
-    let mut deps = Deps::new(&common, &env)?;
-    // Publish run_campaign jobs right after commit when the campaign queue is
-    // configured; otherwise the scheduled relay picks them up.
-    deps.publisher = queue::publisher_from_env(&env).await;
-    let deps: &'static Deps = Box::leak(Box::new(deps));
+    let deps: &'static Deps = lambda::init(|env: Env| async move {
+        let common = CommonConfig::from_env(&env)?;
+        telemetry::init(&common.log_level);
+        let mut deps = Deps::new(&common, &env)?;
+        // Publish run_campaign jobs right after commit when the campaign queue is
+        // configured; otherwise the scheduled relay picks them up.
+        deps.publisher = queue::publisher_from_env(&env).await;
+        let deps: &'static Deps = Box::leak(Box::new(deps));
+        Ok::<_, Error>(deps)
+    })
+    .await?;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(handle(req, deps).await)
     }))

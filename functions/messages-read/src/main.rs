@@ -1,4 +1,5 @@
 use crm_platform::{
+    lambda,
     config::{CommonConfig, Env},
     telemetry,
 };
@@ -7,10 +8,13 @@ use messages_read::{Deps, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let env = Env::from_process();
-    let common = CommonConfig::from_env(&env)?;
-    telemetry::init(&common.log_level);
-    let deps: &'static Deps = Box::leak(Box::new(Deps::new(&common, &env)?));
+    let deps: &'static Deps = lambda::init(|env: Env| async move {
+        let common = CommonConfig::from_env(&env)?;
+        telemetry::init(&common.log_level);
+        let deps: &'static Deps = Box::leak(Box::new(Deps::new(&common, &env)?));
+        Ok::<_, Error>(deps)
+    })
+    .await?;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(handle(req, deps).await)
     }))
