@@ -1,8 +1,7 @@
 use c2s_webhook::{Deps, handle};
 use crm_platform::{
-    lambda,
     config::{CommonConfig, Env},
-    queue, telemetry,
+    lambda, queue, telemetry,
 };
 use lambda_http::{Error, Request, service_fn};
 

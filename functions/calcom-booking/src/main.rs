@@ -1,8 +1,7 @@
 use calcom_booking::{Deps, handle};
 use crm_platform::{
-    lambda,
     config::{CommonConfig, Env},
-    telemetry,
+    lambda, telemetry,
 };
 use lambda_http::{Error, Request, service_fn};
 

@@ -2,8 +2,8 @@ use aws_lambda_events::sqs::SqsEvent;
 use campaign_worker::{Deps, handle};
 use crm_domain::outbox::{Publisher, QueueName};
 use crm_platform::{
-    lambda,
     config::{CommonConfig, Env},
+    lambda,
     queue::{SqsPublisher, SqsVisibility},
     telemetry,
 };

@@ -1,7 +1,7 @@
 use aws_lambda_events::sqs::SqsEvent;
 use crm_platform::{
-    lambda,
     config::{CommonConfig, Env},
+    lambda,
     queue::SqsVisibility,
     telemetry,
 };

@@ -1,10 +1,9 @@
 use aws_lambda_events::sqs::SqsEvent;
 use crm_platform::{
-    lambda,
     blob::S3Blob,
     config::{CommonConfig, Env},
     db::build_pool,
-    telemetry,
+    lambda, telemetry,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use media_worker::{Deps, handle};

@@ -1,7 +1,6 @@
 use crm_platform::{
-    lambda,
     config::{CommonConfig, Env},
-    telemetry,
+    lambda, telemetry,
 };
 use lambda_http::{Error, Request, service_fn};
 use messages_read::{Deps, handle};

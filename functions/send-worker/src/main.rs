@@ -1,7 +1,7 @@
 use aws_lambda_events::sqs::SqsEvent;
 use crm_platform::{
-    lambda,
     config::{CommonConfig, Env},
+    lambda,
     queue::SqsVisibility,
     telemetry,
 };
@@ -24,7 +24,9 @@ async fn main() -> Result<(), Error> {
                 deps.visibility = Some(Arc::new(SqsVisibility::new(sqs, url)));
             }
             None => {
-                tracing::warn!("QUEUE_URL_SEND is not set: retries wait the queue's visibility timeout")
+                tracing::warn!(
+                    "QUEUE_URL_SEND is not set: retries wait the queue's visibility timeout"
+                )
             }
         }
         // Media messages: Twilio fetches the file through a presigned S3 GET.

@@ -372,7 +372,10 @@ mod tests {
                 "DATABASE_URL",
                 "postgres://crm:pw@db.internal:6432/crm?sslmode=require",
             ),
-            ("DATABASE_HOST", "crm-proxy.proxy-abc.us-east-1.rds.amazonaws.com"),
+            (
+                "DATABASE_HOST",
+                "crm-proxy.proxy-abc.us-east-1.rds.amazonaws.com",
+            ),
         ]))
         .unwrap();
         assert_eq!(

@@ -40,7 +40,10 @@ pub async fn overlay(env: Env, client: &Client) -> Result<Env, ConfigError> {
         return Ok(env);
     };
     let values = fetch(client, &arn).await?;
-    tracing::debug!(keys = values.len(), "configuration overlaid with the secret");
+    tracing::debug!(
+        keys = values.len(),
+        "configuration overlaid with the secret"
+    );
     Ok(env.overlaid(values))
 }
 
@@ -55,19 +58,13 @@ pub async fn fetch(client: &Client, arn: &str) -> Result<Vec<(String, String)>, 
             // The service's error code (AccessDeniedException,
             // ResourceNotFoundException, ...) or the kind of failure; both
             // name nothing of the secret.
-            let why = e
-                .code()
-                .map(str::to_owned)
-                .unwrap_or_else(|| match &e {
-                    aws_sdk_secretsmanager::error::SdkError::TimeoutError(_) => {
-                        "timed out".to_string()
-                    }
-                    aws_sdk_secretsmanager::error::SdkError::DispatchFailure(_) => {
-                        "Secrets Manager is unreachable (a VPC endpoint or NAT is needed)"
-                            .to_string()
-                    }
-                    _ => "unexpected response".to_string(),
-                });
+            let why = e.code().map(str::to_owned).unwrap_or_else(|| match &e {
+                aws_sdk_secretsmanager::error::SdkError::TimeoutError(_) => "timed out".to_string(),
+                aws_sdk_secretsmanager::error::SdkError::DispatchFailure(_) => {
+                    "Secrets Manager is unreachable (a VPC endpoint or NAT is needed)".to_string()
+                }
+                _ => "unexpected response".to_string(),
+            });
             err(format!("the secret could not be read: {why}"))
         })?;
     let text = out

@@ -133,7 +133,10 @@ async fn an_init_error_is_posted_to_the_runtime_api() {
     let runtime = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/2018-06-01/runtime/init/error"))
-        .and(header("lambda-runtime-function-error-type", "Runtime.InitError"))
+        .and(header(
+            "lambda-runtime-function-error-type",
+            "Runtime.InitError",
+        ))
         .and(body_json(serde_json::json!({
             "errorType": "Runtime.InitError",
             "errorMessage": "configuration MEDIA_BUCKET: is required",
