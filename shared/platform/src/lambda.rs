@@ -25,10 +25,9 @@ where
         && let Some(api) = std::env::var("AWS_LAMBDA_RUNTIME_API")
             .ok()
             .filter(|v| !v.is_empty())
+        && let Err(report) = report_init_error(&api, e).await
     {
-        if let Err(report) = report_init_error(&api, e).await {
-            eprintln!("could not report the init error to the Runtime API: {report}");
-        }
+        eprintln!("could not report the init error to the Runtime API: {report}");
     }
     built
 }
