@@ -60,7 +60,11 @@ pub fn invoke_binary(
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
             if path.ends_with("/invocation/next") {
                 if handed {
                     // No second invocation: leave the runtime waiting.
