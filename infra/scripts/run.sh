@@ -39,6 +39,13 @@ export LOG_LEVEL="${LOG_LEVEL:-info}"
 export MEDIA_DIR="${MEDIA_DIR:-$PWD/.local/media}"
 export PORT="${PORT:-3000}"
 
+# The web console served at / (CONSOLE_BUILD=0 skips it: the console then
+# serves a page saying how to build it).
+if [[ "${CONSOLE_BUILD:-1}" != 0 ]]; then
+  bash infra/scripts/ensure-tools.sh web >/dev/null
+  bash infra/scripts/build-console.sh
+fi
+
 if [[ "$profile" == "release" ]]; then
   cargo build --release --locked -p local-runner
   exec target/release/local-runner

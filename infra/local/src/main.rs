@@ -127,6 +127,13 @@ fn print_banner(port: u16, table: &routes::Table) {
     println!("\nCRM hub listening on {base}");
     println!("  GET  {base}/health");
     println!("  GET  {base}/openapi.json");
+    if console::is_built() {
+        println!("  GET  {base}/            the web console (sign in, board, contacts, inbox)");
+    } else {
+        println!(
+            "  GET  {base}/            the web console: not built (cd functions/console/web && npm ci && npm run build)"
+        );
+    }
     for r in table.routes() {
         println!("  {:<4} {base}{}", r.method, r.path);
     }
