@@ -8,6 +8,7 @@
 //! Checks run in this order: route, size (413), bearer token (401), content
 //! type (415), JSON (400), fields (422), then the idempotency key and the work.
 
+pub mod pipelines;
 pub mod run;
 
 use crm_domain::{
@@ -38,6 +39,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/crm/actions/contacts"),
     ("POST", "/crm/actions/deals"),
     ("POST", "/crm/actions/deals/{id}/stage"),
+    // Pipelines and stages (admins): `pipelines::PATTERNS`.
+    ("POST", pipelines::CREATE),
+    ("POST", pipelines::RENAME),
+    ("POST", pipelines::ADD_STAGE),
+    ("POST", pipelines::REORDER),
+    ("POST", pipelines::UPDATE_STAGE),
+    ("POST", pipelines::REMOVE_STAGE),
     ("POST", "/crm/actions/contacts/{id}/assign"),
     ("POST", "/crm/actions/contacts/{id}/claim"),
     ("PUT", "/api/v1/lead-routing/{source}"),
@@ -73,6 +81,7 @@ pub enum Action {
     Contact(ContactInput),
     Deal(DealInput),
     MoveStage { deal_id: Uuid, stage_id: Uuid },
+    Pipeline(crm_domain::crm::pipelines::PipelineAction),
     /// An admin gives a contact to a user (`None`: nobody).
     Assign {
         contact_id: Uuid,
@@ -165,6 +174,10 @@ async fn serve(
             .ok_or(ApiError::NotFound("contact"))
     };
     let action = match pattern {
+        _ if pipelines::PATTERNS.contains(&pattern) => {
+            pipelines::require_admin(&who)?;
+            Action::Pipeline(pipelines::parse(pattern, params, body).expect("a pipeline route")?)
+        }
         "/crm/actions/contacts" => {
             Action::Contact(ContactInput::parse(body, deps.api.phone_region)?)
         }

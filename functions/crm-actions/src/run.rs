@@ -6,7 +6,7 @@ use crate::{Action, Deps};
 use crm_domain::{
     IdempotencyKey, PayloadHash,
     auth::Principal,
-    crm::{ApiError, contacts, deals, ownership, routing, run},
+    crm::{ApiError, contacts, deals, ownership, pipelines, routing, run},
 };
 
 pub use run::Outcome;
@@ -32,6 +32,7 @@ pub async fn execute(
                     Action::MoveStage { deal_id, stage_id } => {
                         deals::move_stage(tx, who, deal_id, stage_id).await
                     }
+                    Action::Pipeline(action) => pipelines::execute(tx, who, action).await,
                     Action::Assign {
                         contact_id,
                         owner_id,

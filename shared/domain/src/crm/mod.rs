@@ -12,6 +12,7 @@ pub mod deals;
 pub mod error;
 pub mod idempotency;
 pub mod input;
+pub mod pipelines;
 pub mod ownership;
 pub mod reads;
 pub mod records;
