@@ -2,7 +2,7 @@
 # Install the command-line tools that `make run`, `make test` and CI need, skipping
 # whatever is already on PATH:
 #   make, curl            (apt)
-#   moto_server, cfn-lint (pip: moto[server], cfn-lint)
+#   moto_server, cfn-lint, sam (pip: moto[server], cfn-lint, aws-sam-cli; sam for `make validate`)
 #   wrk                   (apt; only with `ensure-tools.sh wrk`, for benchmarks)
 #   node, npm             (apt nodejs npm; with `web`: the console's build needs Node >= 20.19,
 #                          and Debian 12's nodejs is 18, so an older one is replaced by the
@@ -74,9 +74,9 @@ if [[ ${#apt_pkgs[@]} -gt 0 ]]; then apt_install "${apt_pkgs[@]}"; fi
 
 # ---- Python tools ---------------------------------------------------------------
 # command -> pip requirement
-declare -A py_tools=([moto_server]='moto[server]' [cfn-lint]='cfn-lint')
+declare -A py_tools=([moto_server]='moto[server]' [cfn-lint]='cfn-lint' [sam]='aws-sam-cli')
 missing_cmds=() missing_reqs=()
-for cmd in moto_server cfn-lint; do
+for cmd in moto_server cfn-lint sam; do
   if ! have "$cmd"; then
     missing_cmds+=("$cmd")
     missing_reqs+=("${py_tools[$cmd]}")
@@ -181,4 +181,4 @@ fi
 cargo fmt --version >/dev/null 2>&1 || die "cargo fmt missing: rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || die "cargo clippy missing: rustup component add clippy"
 
-log "ok: make curl moto_server cfn-lint cargo$([[ $want_wrk -eq 1 ]] && echo ' wrk')$([[ $want_web -eq 1 ]] && echo " node $(node -v)")$([[ $want_browser -eq 1 ]] && echo ' chromium')"
+log "ok: make curl moto_server cfn-lint sam cargo$([[ $want_wrk -eq 1 ]] && echo ' wrk')$([[ $want_web -eq 1 ]] && echo " node $(node -v)")$([[ $want_browser -eq 1 ]] && echo ' chromium')"

@@ -105,3 +105,32 @@ pub async fn relay(
     }
     Ok(total)
 }
+
+/// The backlog left after a run, published as EMF metrics
+/// (`OutboxBacklog`, `OutboxOldestAgeSeconds`) with the run's counts; the
+/// stack alarms on the backlog. A failed count is logged, never raised.
+pub async fn report_backlog(pool: &PgPool, report: &RunReport) -> Option<outbox::Backlog> {
+    use crm_platform::metrics::{Metric, emit};
+    let backlog = async {
+        let client = pool.get().await?;
+        outbox::backlog(&client).await
+    }
+    .await;
+    let backlog = match backlog {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(error = %crm_domain::db::loggable(&e), "counting the outbox backlog failed");
+            None
+        }
+    };
+    let mut metrics = vec![
+        Metric::count("OutboxPublished", report.relay.published as f64),
+        Metric::count("OutboxFailed", report.relay.failed as f64),
+    ];
+    if let Some(b) = backlog {
+        metrics.push(Metric::count("OutboxBacklog", b.pending as f64));
+        metrics.push(Metric::seconds("OutboxOldestAgeSeconds", b.oldest_age_secs));
+    }
+    emit(&metrics);
+    backlog
+}

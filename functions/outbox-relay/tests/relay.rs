@@ -288,3 +288,22 @@ async fn relay_publishes_to_sqs() {
     want.sort();
     assert_eq!(got_ids, want);
 }
+
+#[tokio::test]
+async fn the_backlog_counts_unpublished_rows_until_the_relay_publishes_them() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    enqueue_n(&pool, 3).await;
+    let client = pool.get().await.unwrap();
+    let before = outbox::backlog(&client).await.unwrap();
+    assert_eq!(before.pending, 3);
+    assert!(before.oldest_age_secs >= 0.0);
+    let recorder = Recorder::default();
+    let report = outbox_relay::run(&pool, &recorder, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(report.relay.published, 3);
+    let after = outbox_relay::report_backlog(&pool, &report).await.unwrap();
+    assert_eq!(after.pending, 0);
+    assert_eq!(after.oldest_age_secs, 0.0);
+}

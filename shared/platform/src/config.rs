@@ -36,6 +36,13 @@ impl Env {
         )
     }
 
+    /// These variables with `overrides` on top: a key in both takes the
+    /// override's value (a secret's keys win over the process environment).
+    pub fn overlaid(mut self, overrides: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.0.extend(overrides);
+        self
+    }
+
     /// Unset and empty are the same: absent.
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.0
@@ -163,7 +170,10 @@ impl DatabaseConfig {
                 pg
             }
         };
-        let mut pg = pg;
+        let mut pg = match env.optional("DATABASE_HOST") {
+            Some(host) => with_host(&pg, host.trim()),
+            None => pg,
+        };
         pg.application_name("crm-hub");
         pg.connect_timeout(std::time::Duration::from_secs(5));
         // A peer that vanished (failover, a dead NAT entry) is noticed in
@@ -202,6 +212,32 @@ impl DatabaseConfig {
             ("PG_POOL_MAX", &pool_max.to_string()),
         ]))
     }
+}
+
+/// The same connection settings against another host: `DATABASE_HOST`
+/// (the stack's RDS Proxy endpoint, when it has one) replaces the host of
+/// the secret's `DATABASE_URL`, so the secret need not change when a proxy
+/// is put in front of the database.
+fn with_host(pg: &tokio_postgres::Config, host: &str) -> tokio_postgres::Config {
+    let mut out = tokio_postgres::Config::new();
+    out.host(host);
+    if let Some(port) = pg.get_ports().first() {
+        out.port(*port);
+    }
+    if let Some(user) = pg.get_user() {
+        out.user(user);
+    }
+    if let Some(password) = pg.get_password() {
+        out.password(password);
+    }
+    if let Some(dbname) = pg.get_dbname() {
+        out.dbname(dbname);
+    }
+    if let Some(options) = pg.get_options() {
+        out.options(options);
+    }
+    out.ssl_mode(pg.get_ssl_mode());
+    out
 }
 
 /// `LOG_LEVEL` is a tracing filter (`info`, `debug`, `warn,crm_domain=debug`).
@@ -359,6 +395,35 @@ mod tests {
         let e = DatabaseConfig::from_env(&Env::from_pairs([("PG_HOST", "h"), ("PG_USER", "u")]))
             .unwrap_err();
         assert_eq!(e.name, "PG_DATABASE");
+    }
+
+    #[test]
+    fn database_host_replaces_the_url_host_and_keeps_the_rest() {
+        let c = DatabaseConfig::from_env(&Env::from_pairs([
+            (
+                "DATABASE_URL",
+                "postgres://crm:pw@db.internal:6432/crm?sslmode=require",
+            ),
+            (
+                "DATABASE_HOST",
+                "crm-proxy.proxy-abc.us-east-1.rds.amazonaws.com",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.pg.get_hosts(),
+            &[tokio_postgres::config::Host::Tcp(
+                "crm-proxy.proxy-abc.us-east-1.rds.amazonaws.com".into()
+            )]
+        );
+        assert_eq!(c.pg.get_ports(), &[6432]);
+        assert_eq!(c.pg.get_user(), Some("crm"));
+        assert_eq!(c.pg.get_password(), Some(&b"pw"[..]));
+        assert_eq!(c.pg.get_dbname(), Some("crm"));
+        assert_eq!(
+            c.pg.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
     }
 
     #[test]

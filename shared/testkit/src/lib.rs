@@ -6,6 +6,7 @@
 
 pub mod proxy;
 pub use proxy::FreezableProxy;
+pub mod runtime_api;
 
 use anyhow::Context;
 use std::path::PathBuf;

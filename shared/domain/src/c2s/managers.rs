@@ -163,7 +163,16 @@ fn parse_sellers(items: &[Value]) -> Result<Vec<Seller>, ApiError> {
             out.push(seller);
         }
     }
+    out.sort_by(|a, b| seller_key(a).cmp(&seller_key(b)));
     Ok(out)
+}
+
+/// The one order sellers are listed in: ids first, then e-mails, each sorted.
+fn seller_key(s: &Seller) -> (bool, &str) {
+    match s {
+        Seller::Id { seller_id } => (false, seller_id),
+        Seller::Email { seller_email } => (true, seller_email),
+    }
 }
 
 fn dbe(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ApiError {
@@ -177,7 +186,7 @@ async fn sellers_of(
     let stmt = db
         .prepare_cached(
             "select manager_id, seller_id, seller_email from manager_sellers \
-             where manager_id = any($1) order by created_at, id",
+             where manager_id = any($1) order by (seller_id is null), seller_id collate \"C\", seller_email collate \"C\"",
         )
         .await
         .map_err(dbe("preparing the sellers read"))?;
