@@ -301,7 +301,15 @@ pub fn log_refusal(route: &str, err: &ApiError) {
 /// The one mapping of an API error to a response (401s carry `WWW-Authenticate`).
 pub fn error(err: &ApiError) -> Response<Body> {
     let mut resp = http::json(err.status(), &err.body());
-    if err.status() == 401 {
+    if let ApiError::TooManyAttempts {
+        retry_after_seconds,
+    } = err
+    {
+        if let Ok(v) = lambda_http::http::HeaderValue::from_str(&retry_after_seconds.to_string()) {
+            resp.headers_mut().insert("retry-after", v);
+        }
+    }
+    if matches!(err, ApiError::Unauthorized(_)) {
         let value = if err.code() == "token_missing" {
             "Bearer"
         } else {

@@ -3,4 +3,9 @@
 //! stored only as hashes (Argon2id for passwords, SHA-256 for tokens) and
 //! never logged or written to the audit log.
 
+pub mod links;
+pub mod password;
+pub mod secrets;
+pub mod sessions;
+pub mod throttle;
 pub mod users;
