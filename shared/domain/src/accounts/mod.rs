@@ -3,6 +3,7 @@
 //! stored only as hashes (Argon2id for passwords, SHA-256 for tokens) and
 //! never logged or written to the audit log.
 
+pub mod bootstrap;
 pub mod links;
 pub mod password;
 pub mod secrets;
