@@ -61,6 +61,12 @@ impl ExternalIdp {
         }
     }
 
+    /// The same provider with another pause between fetches (tests of key rotation).
+    pub fn with_min_refetch(mut self, pause: Duration) -> Self {
+        self.jwks.min_refetch = pause;
+        self
+    }
+
     /// How many times the key set was fetched (tests, diagnostics).
     pub async fn fetches(&self) -> u64 {
         self.jwks.state.lock().await.fetches
@@ -77,6 +83,7 @@ struct JwksCache {
     url: String,
     http: reqwest::Client,
     keys: RwLock<Option<Arc<JwkSet>>>,
+    min_refetch: Duration,
     /// Held while fetching: one fetch at a time, and the rate limit's clock.
     state: Mutex<FetchState>,
 }
@@ -92,6 +99,7 @@ impl JwksCache {
             url,
             http,
             keys: RwLock::new(None),
+            min_refetch: Self::MIN_REFETCH,
             state: Mutex::new(FetchState {
                 last_attempt: None,
                 last_failed: false,
@@ -119,9 +127,9 @@ impl JwksCache {
             return cached;
         }
         let pause = if state.last_failed {
-            Self::RETRY_AFTER_FAILURE
+            Self::RETRY_AFTER_FAILURE.min(self.min_refetch)
         } else {
-            Self::MIN_REFETCH
+            self.min_refetch
         };
         if state.last_attempt.is_some_and(|t| t.elapsed() < pause) {
             return cached;
