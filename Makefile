@@ -3,7 +3,7 @@
 PROFILE ?= debug
 export PROFILE
 
-.PHONY: run test bench bench-campaigns lint template-check migrate ci
+.PHONY: run test bench bench-campaigns bench-auth lint template-check migrate ci
 
 run:            ## the whole system on http://127.0.0.1:$${PORT:-3000}
 	bash infra/scripts/run.sh
@@ -16,6 +16,9 @@ bench:          ## release build, N webhooks through the real HTTP path, prints 
 
 bench-campaigns: ## 100,000 contacts: snapshot time, fan-out messages/s at the configured rate, peak RSS
 	bash infra/scripts/bench-campaigns.sh
+
+bench-auth:      ## release build: sign-in p50/p99 with the production Argon2id parameters (printed, not asserted)
+	CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo test --release -p accounts --test bench -- --ignored --nocapture
 
 lint:
 	cargo fmt --all -- --check
