@@ -3,7 +3,7 @@
 PROFILE ?= debug
 export PROFILE
 
-.PHONY: run test bench bench-campaigns bench-auth lint template-check migrate ci
+.PHONY: run test bench soak bench-campaigns bench-auth lint template-check migrate ci console test-browser bench-console
 
 run:            ## the whole system on http://127.0.0.1:$${PORT:-3000}
 	bash infra/scripts/run.sh
@@ -13,6 +13,9 @@ test:           ## every test, against a real PostgreSQL
 
 bench:          ## release build, N webhooks through the real HTTP path, prints req/s and p50/p99
 	bash infra/scripts/bench.sh
+
+soak:           ## a few minutes of mixed traffic: requests, errors, p50/p99 per interval, RSS start/end
+	bash infra/scripts/soak.sh
 
 bench-campaigns: ## 100,000 contacts: snapshot time, fan-out messages/s at the configured rate, peak RSS
 	bash infra/scripts/bench-campaigns.sh
@@ -32,3 +35,14 @@ migrate:        ## apply migrations/ to $$DATABASE_URL
 
 ci:
 	bash .ci/run
+
+console:        ## build the web console (functions/console/web → dist, embedded by the console crate)
+	bash infra/scripts/build-console.sh
+
+test-browser:   ## the console: vitest, then Playwright in Debian's Chromium against a real `make run`
+	bash infra/scripts/test-browser.sh
+
+bench-console:  ## the console function's cold start (release binary, a local Runtime API stand-in)
+	bash infra/scripts/build-console.sh
+	cargo build --release --locked -p console
+	cd functions/console/web && node bench/cold-start.mjs ../../../target/release/console 10

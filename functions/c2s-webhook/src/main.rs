@@ -16,7 +16,9 @@ async fn main() -> Result<(), Error> {
     deps.publisher = queue::publisher_from_env(&env).await;
     let deps: &'static Deps = Box::leak(Box::new(deps));
     lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(handle(req, deps).await)
+        // Bounded by the invocation's remaining time: 503 + Retry-After past it.
+        let deadline = crm_platform::http::deadline(&req);
+        Ok::<_, Error>(crm_platform::http::bounded(deadline, handle(req, deps)).await)
     }))
     .await
 }

@@ -12,7 +12,9 @@ async fn main() -> Result<(), Error> {
     telemetry::init(&common.log_level);
     let deps: &'static Deps = Box::leak(Box::new(Deps::new(&common, &env)?));
     lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(handle(req, deps).await)
+        // Bounded by the invocation's remaining time: 503 + Retry-After past it.
+        let deadline = crm_platform::http::deadline(&req);
+        Ok::<_, Error>(crm_platform::http::bounded(deadline, handle(req, deps)).await)
     }))
     .await
 }

@@ -35,12 +35,14 @@ async fn main() -> Result<(), Error> {
             let budget = budget.saturating_sub(Duration::from_secs(3));
             let report = outbox_relay::run(pool, publisher, budget).await?;
             tracing::info!(
+                stale_redriven = report.stale.total(),
                 published = report.relay.published,
                 failed = report.relay.failed,
                 idempotency_keys_purged = report.idempotency_keys_purged,
                 "outbox relay run"
             );
             Ok::<_, Error>(json!({
+                "stale_redriven": report.stale.total(),
                 "published": report.relay.published,
                 "failed": report.relay.failed,
                 "idempotency_keys_purged": report.idempotency_keys_purged,

@@ -172,6 +172,7 @@ async fn a_run_relays_then_purges_expired_idempotency_keys_in_a_bounded_batch() 
     assert_eq!(
         report,
         outbox_relay::RunReport {
+            stale: Default::default(),
             relay: RelayReport {
                 published: 2,
                 failed: 0

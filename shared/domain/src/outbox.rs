@@ -4,6 +4,9 @@
 //! a message but never drops it. Publishing is at-least-once: every message
 //! carries a stable `message_id` that consumers deduplicate on.
 
+pub mod local_queue;
+pub mod stale;
+
 use crate::db::GenericClient;
 use anyhow::Context;
 use serde_json::Value;

@@ -107,6 +107,16 @@ pub struct DatabaseConfig {
     /// CA bundle for TLS to RDS (its CA is not in the public roots).
     pub root_cert_path: Option<String>,
     pub pool_max: usize,
+    /// Server-side bound on one statement (`PG_STATEMENT_TIMEOUT_MS`,
+    /// default 10 000; 0 = none): a runaway query ends instead of holding
+    /// its connection.
+    pub statement_timeout: std::time::Duration,
+    /// Idle connections are closed after this (`PG_IDLE_TIMEOUT_SECS`,
+    /// default 60): a quiet process gives its share of the database back.
+    pub idle_timeout: std::time::Duration,
+    /// A pool every function of this process uses (the local runner's one
+    /// shared pool); `None` builds a pool per call of `build_pool`.
+    pub shared: Option<deadpool_postgres::Pool>,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -117,6 +127,9 @@ impl fmt::Debug for DatabaseConfig {
             .field("ssl_mode", &self.pg.get_ssl_mode())
             .field("password", &"***")
             .field("pool_max", &self.pool_max)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("shared", &self.shared.is_some())
             .finish()
     }
 }
@@ -153,14 +166,33 @@ impl DatabaseConfig {
         let mut pg = pg;
         pg.application_name("crm-hub");
         pg.connect_timeout(std::time::Duration::from_secs(5));
+        // A peer that vanished (failover, a dead NAT entry) is noticed in
+        // about 30 s instead of the kernel's two hours, and unacknowledged
+        // writes give up after 30 s.
+        pg.keepalives(true);
+        pg.keepalives_idle(std::time::Duration::from_secs(15));
+        pg.keepalives_interval(std::time::Duration::from_secs(5));
+        pg.keepalives_retries(3);
+        pg.tcp_user_timeout(std::time::Duration::from_secs(30));
+        let statement_ms = env.parse("PG_STATEMENT_TIMEOUT_MS", 10_000u64)?;
+        // Sent at connect as a startup option; a session may still raise it
+        // (`set local statement_timeout`) for a known long statement.
+        pg.options(format!("-c statement_timeout={statement_ms}"));
         let pool_max = env.parse("PG_POOL_MAX", 2usize)?;
         if pool_max == 0 {
             return Err(err("PG_POOL_MAX", "must be at least 1"));
+        }
+        let idle_secs = env.parse("PG_IDLE_TIMEOUT_SECS", 60u64)?;
+        if idle_secs == 0 {
+            return Err(err("PG_IDLE_TIMEOUT_SECS", "must be at least 1"));
         }
         Ok(Self {
             pg,
             root_cert_path: env.optional("PGSSLROOTCERT").map(str::to_owned),
             pool_max,
+            statement_timeout: std::time::Duration::from_millis(statement_ms),
+            idle_timeout: std::time::Duration::from_secs(idle_secs),
+            shared: None,
         })
     }
 

@@ -4,6 +4,9 @@
 //! The server is the one at `TEST_DATABASE_URL`, else `DATABASE_URL`, else
 //! 127.0.0.1:5432 as `postgres`; `make test` makes sure one answers.
 
+pub mod proxy;
+pub use proxy::FreezableProxy;
+
 use anyhow::Context;
 use std::path::PathBuf;
 use tokio_postgres::NoTls;
@@ -151,6 +154,23 @@ impl Drop for TestDb {
         })
         .join();
     }
+}
+
+/// Inserts an active `users` row (no password) and returns its id: owners
+/// are users, so tests that assign records make their owners this way.
+pub async fn insert_user(db: &tokio_postgres::Client, name: &str, role: &str) -> uuid::Uuid {
+    let email = format!(
+        "{}-{}@example.test",
+        name.to_lowercase().replace(' ', "."),
+        uuid::Uuid::new_v4().simple()
+    );
+    db.query_one(
+        "insert into users (email, name, role, caps) values ($1, $2, $3, '{can_use_crm}') returning id",
+        &[&email, &name, &role],
+    )
+    .await
+    .expect("inserting a test user")
+    .get(0)
 }
 
 /// The repository root (for loading `events/*.json`).
