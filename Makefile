@@ -3,7 +3,7 @@
 PROFILE ?= debug
 export PROFILE
 
-.PHONY: run test bench soak bench-campaigns lint template-check migrate ci console test-browser bench-console lambda-build validate deploy coldstart
+.PHONY: run test bench soak bench-campaigns bench-auth lint template-check migrate ci console test-browser bench-console lambda-build validate deploy coldstart
 
 run:            ## the whole system on http://127.0.0.1:$${PORT:-3000}
 	bash infra/scripts/run.sh
@@ -19,6 +19,9 @@ soak:           ## a few minutes of mixed traffic: requests, errors, p50/p99 per
 
 bench-campaigns: ## 100,000 contacts: snapshot time, fan-out messages/s at the configured rate, peak RSS
 	bash infra/scripts/bench-campaigns.sh
+
+bench-auth:      ## release build: sign-in p50/p99 with the production Argon2id parameters (printed, not asserted)
+	CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo test --release -p accounts --test bench -- --ignored --nocapture
 
 lint:
 	cargo fmt --all -- --check

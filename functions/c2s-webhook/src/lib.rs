@@ -186,7 +186,7 @@ async fn publish(client: &mut deadpool_postgres::Client, deps: &Deps, ids: &[Uui
 
 /// Admins only: members get 403, no or a bad token 401.
 async fn stats(req: &Request, deps: &Deps) -> Result<serde_json::Value, ApiError> {
-    let who = api::authenticate(req, &deps.api.jwt)?;
+    let who = api::authenticate(req, &deps.api, &deps.pool).await?;
     tracing::Span::current().record("user_id", who.user_id());
     if !who.is_admin() {
         return Err(ApiError::Forbidden("this endpoint is for admins".into()));

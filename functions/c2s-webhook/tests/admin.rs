@@ -12,13 +12,7 @@ use crm_testkit::TestDb;
 use serde_json::{Value, json};
 
 fn token(sub: &str, role: Role, caps: &[&str]) -> String {
-    let claims = Claims {
-        sub: sub.into(),
-        role,
-        caps: caps.iter().map(|c| c.to_string()).collect(),
-        exp: 4_102_444_800,
-        iat: None,
-    };
+    let claims = Claims::issued_now(sub, role, caps.iter().map(|c| c.to_string()).collect());
     mint(&Secret::new(JWT_SECRET).unwrap(), &claims)
 }
 

@@ -157,7 +157,7 @@ async fn serve(
             limit: input::MAX_BODY_BYTES,
         });
     }
-    let who = api::authenticate(req, &deps.api.jwt)?;
+    let who = api::authenticate(req, &deps.api, &deps.pool).await?;
     tracing::Span::current().record("user_id", who.user_id());
     if matches!(
         pattern,

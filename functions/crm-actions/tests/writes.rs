@@ -57,13 +57,7 @@ async fn auth_failures_answer_401_and_write_nothing() {
 
     let other_secret = crm_domain::auth::mint(
         &crm_domain::Secret::new("not-the-secret").unwrap(),
-        &crm_domain::auth::Claims {
-            sub: "user-1".into(),
-            role: crm_domain::auth::Role::Admin,
-            caps: vec![],
-            exp: FAR_FUTURE,
-            iat: None,
-        },
+        &crm_domain::auth::Claims::issued_now("user-1", crm_domain::auth::Role::Admin, vec![]),
     );
     let basic = Call::post("/crm/actions/contacts", body.clone(), "x")
         .with_header("authorization", Some("Basic dXNlcjpwYXNz"));

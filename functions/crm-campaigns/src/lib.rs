@@ -280,7 +280,7 @@ async fn serve(
         }
         .into());
     }
-    let who = api::authenticate(req, &deps.api.jwt)?;
+    let who = api::authenticate(req, &deps.api, &deps.pool).await?;
     tracing::Span::current().record("user_id", who.user_id());
     let dry_run = pattern == "/api/v1/crm/campaigns/{id}/send" && dry_run_flag(req)?;
     permit(&who, &method, pattern, dry_run)?;

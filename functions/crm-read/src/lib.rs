@@ -98,7 +98,7 @@ async fn serve(
     pattern: &str,
     params: &[&str],
 ) -> Result<Value, ApiError> {
-    let who = api::authenticate(req, &deps.api.jwt)?;
+    let who = api::authenticate(req, &deps.api, &deps.pool).await?;
     tracing::Span::current().record("user_id", who.user_id());
     let q = |name: &str| api::query(req, name);
     // Parse before taking a connection: a bad query costs no database work.

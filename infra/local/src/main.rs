@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
         "one shared PostgreSQL pool"
     );
 
+    let dev_admin = dev_admin(&common, &env).await?;
+
     let table = routes::build(&common, &env)?;
 
     // Workers: the outbox relay publishes to queues kept in PostgreSQL
@@ -114,12 +116,52 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding 127.0.0.1:{port} (set PORT to use another)"))?;
     print_banner(port, &table);
+    if let Some((email, password)) = dev_admin {
+        println!(
+            "Development admin created (no users existed; development only):\n  e-mail:   {email}\n  password: {password}\n  TOKEN=$(curl -s -X POST http://127.0.0.1:{port}/api/v1/auth/login -H 'Content-Type: application/json' \\\n    -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}' | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n"
+        );
+    }
     axum::serve(listener, routes::router(table))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
         .context("serving HTTP")
+}
+
+/// With no users at all (and never in production), an admin from
+/// `DEV_ADMIN_EMAIL` / `DEV_ADMIN_PASSWORD` (defaults below), printed once.
+const DEFAULT_DEV_ADMIN_EMAIL: &str = "admin@example.com";
+const DEFAULT_DEV_ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+async fn dev_admin(common: &CommonConfig, env: &Env) -> anyhow::Result<Option<(String, String)>> {
+    use crm_domain::accounts::{bootstrap, password};
+    if common.app_env == crm_platform::config::AppEnv::Production {
+        return Ok(None);
+    }
+    let email = crm_domain::EmailAddress::parse(
+        env.optional("DEV_ADMIN_EMAIL")
+            .unwrap_or(DEFAULT_DEV_ADMIN_EMAIL),
+    )
+    .map_err(|r| anyhow::anyhow!("DEV_ADMIN_EMAIL {r}"))?;
+    let raw = env
+        .optional("DEV_ADMIN_PASSWORD")
+        .unwrap_or(DEFAULT_DEV_ADMIN_PASSWORD)
+        .to_string();
+    let pw = password::NewPassword::parse(&raw)
+        .map_err(|r| anyhow::anyhow!("DEV_ADMIN_PASSWORD {r}"))?;
+    let pool = build_pool(&common.database)?;
+    let mut client = pool
+        .get()
+        .await
+        .context("connecting for the development admin")?;
+    if crm_domain::accounts::users::any_user(&client).await? {
+        return Ok(None);
+    }
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
+    Ok(bootstrap::development_admin(&mut client, &email, &hash)
+        .await?
+        .map(|u| (u.email, raw)))
 }
 
 fn print_banner(port: u16, table: &routes::Table) {

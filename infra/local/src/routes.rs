@@ -133,6 +133,12 @@ pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError
         c2s_webhook::Deps::new(common, env)?,
         |req, deps| Box::pin(async move { c2s_webhook::handle(req, &deps).await }),
     );
+    mount(
+        &mut routes,
+        accounts::ROUTES,
+        accounts::Deps::new(common, env)?,
+        |req, deps| Box::pin(async move { accounts::handle(req, &deps).await }),
+    );
     Ok(Arc::new(Table(routes)))
 }
 
@@ -151,6 +157,7 @@ pub fn declared() -> Vec<(&'static str, &'static str)> {
         messages_send::ROUTES,
         c2s_webhook::ROUTES,
         crm_campaigns::ROUTES,
+        accounts::ROUTES,
     ]
     .concat()
 }

@@ -23,13 +23,11 @@ const SECRET: &str = "test-jwt-secret";
 fn token(sub: &str, role: Role) -> String {
     mint(
         &Secret::new(SECRET).unwrap(),
-        &Claims {
-            sub: sub.into(),
+        &Claims::issued_now(
+            sub,
             role,
-            caps: vec!["can_use_crm".into(), "campaigns:send".into()],
-            exp: 4_102_444_800,
-            iat: None,
-        },
+            vec!["can_use_crm".into(), "campaigns:send".into()],
+        ),
     )
 }
 

@@ -2,6 +2,7 @@
 //! PostgreSQL repositories they run on. Nothing here knows about Lambda, API
 //! Gateway or AWS; adapters in `crm-platform` translate to and from them.
 
+pub mod accounts;
 pub mod auth;
 pub mod c2s;
 pub mod calcom;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod http;
+pub mod jwks;
 pub mod lambda;
 pub mod local_queue;
 pub mod metrics;

@@ -182,7 +182,55 @@ pub fn repo_root() -> PathBuf {
 /// Reads `events/<path>` as text.
 pub fn event(path: &str) -> String {
     let full = repo_root().join("events").join(path);
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
+    let raw = std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", full.display()));
+    refresh_sample_token(&raw)
+}
+
+/// The secret the sample events' bearer tokens are signed with.
+pub const SAMPLE_JWT_SECRET: &str = "test-jwt-secret";
+/// The `exp` of the sample events' tokens (2100-01-01): marks a token to refresh.
+const SAMPLE_TOKEN_EXP: i64 = 4_102_444_800;
+
+/// The sample events carry tokens issued 2099-12-31T23:45Z for 15 minutes
+/// (the verifier refuses a token issued in the future, and any lifetime
+/// above 15 minutes). A test loading one gets it re-minted now, with the
+/// same `sub`, `role` and `caps`; every other byte of the event is kept.
+/// Tokens without that marker (`expired-token.json`) are left as they are.
+fn refresh_sample_token(raw: &str) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    use crm_domain::auth::{Claims, Role, mint};
+    let Some(start) = raw.find("Bearer eyJ").map(|i| i + "Bearer ".len()) else {
+        return raw.to_string();
+    };
+    let end = raw[start..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .map_or(raw.len(), |i| start + i);
+    let token = &raw[start..end];
+    let claims: Option<serde_json::Value> = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| B64.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(claims) = claims.filter(|c| c["exp"].as_i64() == Some(SAMPLE_TOKEN_EXP)) else {
+        return raw.to_string();
+    };
+    let fresh = mint(
+        &crm_domain::Secret::new(SAMPLE_JWT_SECRET).expect("non-empty"),
+        &Claims::issued_now(
+            claims["sub"].as_str().unwrap_or_default(),
+            Role::parse(claims["role"].as_str().unwrap_or_default()).unwrap_or(Role::Member),
+            claims["caps"]
+                .as_array()
+                .map(|caps| {
+                    caps.iter()
+                        .filter_map(|c| c.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+    );
+    format!("{}{fresh}{}", &raw[..start], &raw[end..])
 }
 
 /// A local AWS-compatible server (`moto_server`, from PyPI) on a free port,

@@ -25,10 +25,10 @@ pub fn deps_with_pool(db: &TestDb, pool: usize) -> Deps {
     Deps {
         pool: build_pool(&DatabaseConfig::from_url(&db.url, pool).unwrap()).unwrap(),
         verifier: Verifier::Secret(Secret::new(TOKEN).unwrap()),
-        api: ApiConfig {
-            jwt: JwtVerifier::new(&Secret::new(JWT_SECRET).unwrap()),
-            phone_region: PhoneRegion::default(),
-        },
+        api: ApiConfig::local(
+            JwtVerifier::new(&Secret::new(JWT_SECRET).unwrap()),
+            PhoneRegion::default(),
+        ),
         publisher: None,
     }
 }
@@ -108,13 +108,7 @@ pub async fn totals(db: &tokio_postgres::Client) -> (i64, i64, i64, i64) {
 }
 
 pub fn jwt(sub: &str, role: Role) -> String {
-    let claims = Claims {
-        sub: sub.into(),
-        role,
-        caps: vec![],
-        exp: 4_102_444_800,
-        iat: None,
-    };
+    let claims = Claims::issued_now(sub, role, vec![]);
     mint(&Secret::new(JWT_SECRET).unwrap(), &claims)
 }
 

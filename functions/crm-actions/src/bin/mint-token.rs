@@ -1,23 +1,40 @@
-//! Prints a development bearer token for the CRM API, signed with `JWT_SECRET`.
+//! DEVELOPMENT TOOL. Prints a bearer token for the CRM API, signed with
+//! `JWT_SECRET`, for any `sub` and role, without a `users` row or a password.
 //!
 //!     JWT_SECRET=dev-jwt-secret cargo run -q -p crm-actions --bin mint-token -- \
-//!         --sub alice --role admin --caps can_use_crm --ttl 3600
+//!         --sub alice --role admin --caps can_use_crm --ttl 900
 //!
-//! Defaults: `--sub dev-user --role member --ttl 3600` (seconds), no caps.
-//! For development and tests only: production tokens come from your identity provider.
+//! Defaults: `--sub dev-user --role member --ttl 900` (seconds; at most
+//! 900, the verifier's maximum lifetime), no caps. Refuses to run with
+//! `APP_ENV=production`, and prints a notice on stderr. Real tokens come from `POST /api/v1/auth/login`
+//! (docs/accounts.md) or the configured external identity provider.
 
 use crm_domain::{
     Secret,
-    auth::{Claims, Role, mint},
+    auth::{self, Claims, DEFAULT_MAX_LIFETIME_SECONDS, Role, mint},
 };
 
 fn main() {
+    let app_env = std::env::var("APP_ENV").unwrap_or_default();
+    if matches!(
+        app_env.trim().to_ascii_lowercase().as_str(),
+        "production" | "prod"
+    ) {
+        eprintln!(
+            "mint-token: refused: this is a development tool and APP_ENV=production. \
+             Sign in with POST /api/v1/auth/login instead."
+        );
+        std::process::exit(2);
+    }
+    eprintln!(
+        "mint-token: development token (no users row, no password): sign in with POST /api/v1/auth/login for real ones."
+    );
     match run(std::env::args().skip(1).collect()) {
         Ok(token) => println!("{token}"),
         Err(msg) => {
             eprintln!("mint-token: {msg}");
             eprintln!(
-                "usage: JWT_SECRET=… mint-token [--sub ID] [--role admin|member] [--caps a,b] [--ttl SECONDS]"
+                "usage: JWT_SECRET=… mint-token [--sub ID] [--role admin|member] [--caps a,b] [--ttl SECONDS≤900]  (development only)"
             );
             std::process::exit(2);
         }
@@ -29,8 +46,12 @@ fn run(args: Vec<String>) -> Result<String, String> {
         .ok()
         .and_then(Secret::new)
         .ok_or("JWT_SECRET is required")?;
-    let (mut sub, mut role, mut caps, mut ttl) =
-        ("dev-user".to_string(), Role::Member, Vec::new(), 3600i64);
+    let (mut sub, mut role, mut caps, mut ttl) = (
+        "dev-user".to_string(),
+        Role::Member,
+        Vec::new(),
+        DEFAULT_MAX_LIFETIME_SECONDS,
+    );
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -59,15 +80,13 @@ fn run(args: Vec<String>) -> Result<String, String> {
             other => return Err(format!("unknown option {other}")),
         }
     }
-    let now = chrono::Utc::now().timestamp();
+    if !(1..=DEFAULT_MAX_LIFETIME_SECONDS).contains(&ttl) {
+        return Err(format!(
+            "--ttl must be between 1 and {DEFAULT_MAX_LIFETIME_SECONDS} seconds (the verifier refuses longer tokens)"
+        ));
+    }
     Ok(mint(
         &secret,
-        &Claims {
-            sub,
-            role,
-            caps,
-            exp: now + ttl,
-            iat: Some(now),
-        },
+        &Claims::access(sub, role, caps, auth::now(), ttl),
     ))
 }

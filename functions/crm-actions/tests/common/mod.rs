@@ -21,10 +21,10 @@ pub const FAR_FUTURE: i64 = 4_102_444_800;
 pub fn deps(db: &TestDb) -> Deps {
     Deps {
         pool: build_pool(&DatabaseConfig::from_url(&db.url, 12).unwrap()).unwrap(),
-        api: ApiConfig {
-            jwt: JwtVerifier::new(&Secret::new(SECRET).unwrap()),
-            phone_region: PhoneRegion::default(),
-        },
+        api: ApiConfig::local(
+            JwtVerifier::new(&Secret::new(SECRET).unwrap()),
+            PhoneRegion::default(),
+        ),
         publisher: None,
     }
 }
@@ -32,13 +32,7 @@ pub fn deps(db: &TestDb) -> Deps {
 pub fn token(sub: &str, role: Role) -> String {
     mint(
         &Secret::new(SECRET).unwrap(),
-        &Claims {
-            sub: sub.into(),
-            role,
-            caps: vec![],
-            exp: FAR_FUTURE,
-            iat: None,
-        },
+        &Claims::issued_now(sub, role, vec![]),
     )
 }
 

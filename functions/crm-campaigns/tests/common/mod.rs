@@ -21,10 +21,10 @@ pub const FAR_FUTURE: i64 = 4_102_444_800;
 pub fn deps(db: &TestDb) -> Deps {
     Deps {
         pool: build_pool(&DatabaseConfig::from_url(&db.url, 8).unwrap()).unwrap(),
-        api: ApiConfig {
-            jwt: JwtVerifier::new(&Secret::new(SECRET).unwrap()),
-            phone_region: PhoneRegion::default(),
-        },
+        api: ApiConfig::local(
+            JwtVerifier::new(&Secret::new(SECRET).unwrap()),
+            PhoneRegion::default(),
+        ),
         publisher: None,
         unsubscribe_secret: Some(Secret::new(UNSUB_SECRET).unwrap()),
     }
@@ -33,13 +33,7 @@ pub fn deps(db: &TestDb) -> Deps {
 pub fn token(sub: &str, role: Role, caps: &[&str]) -> String {
     mint(
         &Secret::new(SECRET).unwrap(),
-        &Claims {
-            sub: sub.into(),
-            role,
-            caps: caps.iter().map(|c| c.to_string()).collect(),
-            exp: FAR_FUTURE,
-            iat: None,
-        },
+        &Claims::issued_now(sub, role, caps.iter().map(|c| c.to_string()).collect()),
     )
 }
 

@@ -18,10 +18,10 @@ pub const SECRET: &str = "test-jwt-secret";
 pub fn deps(db: &TestDb) -> Deps {
     Deps {
         pool: build_pool(&DatabaseConfig::from_url(&db.url, 4).unwrap()).unwrap(),
-        api: ApiConfig {
-            jwt: JwtVerifier::new(&Secret::new(SECRET).unwrap()),
-            phone_region: PhoneRegion::default(),
-        },
+        api: ApiConfig::local(
+            JwtVerifier::new(&Secret::new(SECRET).unwrap()),
+            PhoneRegion::default(),
+        ),
         publisher: None,
         media: None,
     }
@@ -30,13 +30,7 @@ pub fn deps(db: &TestDb) -> Deps {
 pub fn token(sub: &str, role: Role) -> String {
     mint(
         &Secret::new(SECRET).unwrap(),
-        &Claims {
-            sub: sub.into(),
-            role,
-            caps: vec![],
-            exp: 4_102_444_800,
-            iat: None,
-        },
+        &Claims::issued_now(sub, role, vec![]),
     )
 }
 

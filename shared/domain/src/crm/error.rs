@@ -34,6 +34,16 @@ pub enum ApiError {
     Refused { code: &'static str, message: String },
     #[error("A request with this idempotency key is still being processed")]
     InFlight,
+    /// Sign-in refused: unknown e-mail, wrong password, no password set or
+    /// a deactivated account all answer this one way.
+    #[error("E-mail or password is incorrect")]
+    InvalidCredentials,
+    /// A refresh token that is unknown, used, revoked or expired, or whose user was deactivated.
+    #[error("Session expired or revoked; sign in again")]
+    SessionInvalid,
+    /// Too many failed sign-ins for this account or address: 429 with `Retry-After`.
+    #[error("Too many failed sign-ins; try again later")]
+    TooManyAttempts { retry_after_seconds: i64 },
     #[error("Idempotency key was already used with a different request")]
     KeyReused,
     /// Worth retrying: lost connection, pool exhausted, deadlock, serialization failure.
@@ -99,7 +109,8 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Malformed(_) => 400,
-            Self::Unauthorized(_) => 401,
+            Self::Unauthorized(_) | Self::InvalidCredentials | Self::SessionInvalid => 401,
+            Self::TooManyAttempts { .. } => 429,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Conflict { .. } | Self::Refused { .. } | Self::InFlight => 409,
@@ -125,6 +136,9 @@ impl ApiError {
             Self::Conflict { .. } => "conflict",
             Self::Refused { code, .. } => code,
             Self::InFlight => "request_in_flight",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::SessionInvalid => "session_invalid",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::KeyReused => "idempotency_key_reused",
             Self::Unavailable(_) => "temporarily_unavailable",
             Self::Unexpected(_) => "internal_error",

@@ -1,0 +1,27 @@
+use accounts::{Deps, handle};
+use crm_platform::{
+    config::{CommonConfig, Env},
+    lambda, telemetry,
+};
+use lambda_http::{Error, Request, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let deps: &'static Deps = lambda::init(|env: Env| async move {
+        let common = CommonConfig::from_env(&env)?;
+        telemetry::init(&common.log_level);
+        let deps = Deps::new(&common, &env)?;
+        // The dummy hash that unknown e-mails are checked against, made before
+        // the first request so that one costs what the others do.
+        tokio::task::spawn_blocking(crm_domain::accounts::password::warm_up).await?;
+        let deps: &'static Deps = Box::leak(Box::new(deps));
+        Ok::<_, Error>(deps)
+    })
+    .await?;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        // Bounded by the invocation's remaining time: 503 + Retry-After past it.
+        let deadline = crm_platform::http::deadline(&req);
+        Ok::<_, Error>(crm_platform::http::bounded(deadline, handle(req, deps)).await)
+    }))
+    .await
+}
