@@ -4,7 +4,7 @@
 //! authentication and the one mapping of `ApiError` to a response.
 
 use crate::{
-    config::{AppEnv, CommonConfig, ConfigError, Env},
+    config::{CommonConfig, ConfigError, Env},
     http,
 };
 use crm_domain::{
@@ -15,9 +15,6 @@ use crm_domain::{
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
-/// HS256 keys shorter than the hash output are weak; production refuses them.
-const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
-
 /// Settings both API functions read once per cold start.
 #[derive(Debug)]
 pub struct ApiConfig {
@@ -26,20 +23,11 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
-    /// `JWT_SECRET` (required; at least 32 bytes in production) and
+    /// `JWT_SECRET` (required; at least 32 bytes unless `APP_ENV=test`) and
     /// `DEFAULT_PHONE_REGION` (default `TR`).
     pub fn from_env(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
-        let secret = env.secret("JWT_SECRET")?;
-        if common.app_env == AppEnv::Production
-            && secret.expose().len() < MIN_PRODUCTION_SECRET_BYTES
-        {
-            return Err(ConfigError {
-                name: "JWT_SECRET".into(),
-                reason: format!(
-                    "must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes when APP_ENV=production"
-                ),
-            });
-        }
+        // At least 32 bytes everywhere but APP_ENV=test (config::AppEnv::signing_key).
+        let secret = common.app_env.signing_key(env, "JWT_SECRET")?;
         let region = env
             .optional("DEFAULT_PHONE_REGION")
             .unwrap_or(PhoneRegion::DEFAULT);
@@ -246,6 +234,16 @@ mod tests {
         assert_eq!(
             ApiConfig::from_env(&common, &bad_region).unwrap_err().name,
             "DEFAULT_PHONE_REGION"
+        );
+        let staging = CommonConfig::from_env(&Env::from_pairs([
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("APP_ENV", "staging"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            ApiConfig::from_env(&staging, &short).unwrap_err().name,
+            "JWT_SECRET",
+            "staging refuses a short key too"
         );
         let ok = Env::from_pairs([("JWT_SECRET", long.as_str())]);
         assert_eq!(

@@ -1,6 +1,6 @@
 //! Prints a development bearer token for the CRM API, signed with `JWT_SECRET`.
 //!
-//!     JWT_SECRET=dev-jwt-secret cargo run -q -p crm-actions --bin mint-token -- \
+//!     JWT_SECRET=dev-jwt-secret-0123456789abcdef0123 cargo run -q -p crm-actions --bin mint-token -- \
 //!         --sub alice --role admin --caps can_use_crm --ttl 3600
 //!
 //! Defaults: `--sub dev-user --role member --ttl 3600` (seconds), no caps.
