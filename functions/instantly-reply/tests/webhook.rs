@@ -323,7 +323,8 @@ async fn same_key_with_a_different_body_is_422() {
 }
 
 #[tokio::test]
-async fn idempotency_key_header_wins_over_the_payload_id() {
+async fn a_fresh_idempotency_header_does_not_replay_a_signed_payload() {
+    // Issue 13: the header is not signed; the payload names its own event.
     let db = TestDb::new().await;
     let deps = deps(&db);
     let body = native_body().to_string();
@@ -337,13 +338,29 @@ async fn idempotency_key_header_wins_over_the_payload_id() {
         native_with(&body, &[("idempotency-key", Some("hdr-2"))]),
     )
     .await;
-    assert_eq!((s1, s2), (200, 200));
+    assert_eq!((s1, s2), (200, 409), "{b2}");
+    assert_eq!(b2["code"], "duplicate_event");
+    assert_ne!(b1["idempotency_key"], "hdr-1", "the payload's own key");
+    let pg = db.client().await;
+    assert_eq!(count(&pg, "select count(*) from activities").await, 1);
+}
+
+#[tokio::test]
+async fn the_header_keys_only_a_payload_without_its_own_identity() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let mut body = native_body();
+    let obj = body.as_object_mut().unwrap();
+    obj.remove("email_id");
+    obj.remove("timestamp");
+    let body = body.to_string();
+    let (s1, b1) = send(
+        &deps,
+        native_with(&body, &[("idempotency-key", Some("hdr-1"))]),
+    )
+    .await;
+    assert_eq!(s1, 200, "{b1}");
     assert_eq!(b1["idempotency_key"], "hdr-1");
-    assert_eq!(
-        b2["contact_id"], b1["contact_id"],
-        "same person, one contact"
-    );
-    assert_eq!(b2["deal_id"], b1["deal_id"], "one open deal per contact");
 }
 
 #[tokio::test]

@@ -75,9 +75,12 @@ async fn accept<C: GenericClient>(
     )?;
     seen.event_type = payload::trigger_name(&payload);
     let event = payload::parse(&payload)?;
-    let key = match header_key {
-        Some(k) => k,
-        None => natural_key(&event, &hash)?,
+    // The `Idempotency-Key` header is not signed: a booking's uid and
+    // trigger are its key whatever the header says; the header may only
+    // name an event without a uid (issue 13).
+    let key = match (event.uid(), header_key) {
+        (None, Some(k)) => k,
+        _ => natural_key(&event, &hash)?,
     };
     seen.key = Some(key.clone());
     seen.payload = Some(payload.clone());
@@ -109,11 +112,7 @@ async fn accept<C: GenericClient>(
 
 /// `calcom:<uid>:<triggerEvent>`; a trigger that names no booking (PING) is keyed by its body's hash.
 pub fn natural_key(event: &Event, hash: &PayloadHash) -> Result<IdempotencyKey, WebhookError> {
-    let uid = match event {
-        Event::Booking(b) => Some(b.uid.as_str()),
-        Event::Other { uid, .. } => uid.as_deref(),
-    };
-    let raw = match uid {
+    let raw = match event.uid() {
         Some(uid) => format!("calcom:{uid}:{}", event.trigger()),
         None => format!("sha256:{}", hash.as_str()),
     };

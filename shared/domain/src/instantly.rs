@@ -118,15 +118,17 @@ async fn accept(
         } => (event_type.clone(), natural_key.clone()),
     };
     seen.event_type = Some(event_type.clone());
-    let key = match header_key {
-        Some(k) => k,
-        None => match natural_key {
-            Some(raw) => IdempotencyKey::parse(&raw)
-                .map_err(|r| WebhookError::validation("idempotency_key", r))?,
-            // Nothing identifies the event: identical bodies are the same event.
-            None => IdempotencyKey::parse(&format!("sha256:{}", hash.as_str()))
-                .expect("a hash is a valid key"),
-        },
+    // The signature covers the body, not the `Idempotency-Key` header: a
+    // payload that names its own event is keyed by that identity, so a
+    // captured body re-sent with a fresh header is a replay (issue 13). The
+    // header may only name a payload that has no identity of its own.
+    let key = match (natural_key, header_key) {
+        (Some(raw), _) => IdempotencyKey::parse(&raw)
+            .map_err(|r| WebhookError::validation("idempotency_key", r))?,
+        (None, Some(k)) => k,
+        // Nothing identifies the event: identical bodies are the same event.
+        (None, None) => IdempotencyKey::parse(&format!("sha256:{}", hash.as_str()))
+            .expect("a hash is a valid key"),
     };
     seen.key = Some(key.clone());
     seen.payload = Some(payload.clone());
