@@ -39,6 +39,14 @@ pub struct Inbound<'a> {
     pub body: &'a [u8],
 }
 
+/// The checks that need no database, run by the handler before it takes a
+/// connection: size (413) and signature (401); logged, never written.
+pub fn authenticate(verifier: &Verifier, req: &Inbound<'_>) -> Result<(), WebhookError> {
+    crate::fields::authenticate(Source::Calcom, req.body, MAX_BODY_BYTES, |b| {
+        verifier.verify_hex_hmac(b, req.signature)
+    })
+}
+
 /// Runs the webhook. Caller faults are recorded as rejections, our faults as
 /// failures (retryable under the same key); both are then returned.
 pub async fn receive<C: GenericClient>(

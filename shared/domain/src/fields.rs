@@ -75,6 +75,35 @@ pub fn timestamp(
         .transpose()
 }
 
+/// The one rule for U+0000 in untrusted text (docs/security.md, "NUL"):
+/// PostgreSQL cannot store it in `text` or `jsonb`, so it is removed from
+/// every string and object key of a body (JSON webhooks, API bodies, the
+/// Twilio form, query strings) at the edge, before hashing or validation.
+pub fn strip_nul(value: &mut Value) {
+    match value {
+        Value::String(s) => strip_nul_str(s),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                for (mut k, v) in old {
+                    strip_nul_str(&mut k);
+                    map.insert(k, v);
+                }
+            }
+            map.values_mut().for_each(strip_nul);
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// [`strip_nul`] for one string.
+pub fn strip_nul_str(s: &mut String) {
+    if s.contains('\0') {
+        s.retain(|c| c != '\0');
+    }
+}
+
 /// At most `max` characters, cut on a character boundary.
 pub fn clip(s: impl AsRef<str>, max: usize) -> String {
     let s = s.as_ref();
@@ -82,6 +111,26 @@ pub fn clip(s: impl AsRef<str>, max: usize) -> String {
         Some((cut, _)) => s[..cut].to_string(),
         None => s.to_string(),
     }
+}
+
+/// Size (413) then authenticity (401) of a raw webhook body, without the
+/// database: what every webhook handler runs before it takes a connection.
+/// A refusal is noted as a log line (`webhook_events::note_unauthenticated`).
+pub fn authenticate<'b>(
+    source: crate::db::webhook_events::Source,
+    body: &'b [u8],
+    limit: usize,
+    check: impl FnOnce(&'b [u8]) -> Result<Verified<&'b [u8]>, AuthError>,
+) -> Result<(), WebhookError> {
+    let outcome = if body.len() > limit {
+        Err(WebhookError::PayloadTooLarge { limit })
+    } else {
+        check(body).map(drop).map_err(WebhookError::Unauthorized)
+    };
+    if let Err(err) = &outcome {
+        crate::db::webhook_events::note_unauthenticated(source, err);
+    }
+    outcome
 }
 
 /// A JSON webhook body that passed the checks every JSON webhook runs.
@@ -118,8 +167,9 @@ pub fn open_json<'b>(
         .transpose()?;
     seen.key = header_key.clone();
     require_json(content_type)?;
-    let payload: Value = serde_json::from_slice(body)
+    let mut payload: Value = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Malformed(format!("body is not valid JSON: {e}")))?;
+    strip_nul(&mut payload);
     let hash = PayloadHash::of_json(&payload);
     seen.hash = Some(hash.clone());
     Ok(OpenedJson {
@@ -139,6 +189,16 @@ mod tests {
         assert!(require_json(Some("Application/JSON; charset=utf-8")).is_ok());
         assert!(require_json(Some("text/plain")).is_err());
         assert!(require_json(None).is_err());
+    }
+
+    #[test]
+    fn nul_is_stripped_from_every_string_and_key() {
+        let mut v: Value = serde_json::from_str(
+            r#"{"a\u0000b": ["x\u0000", {"n": "\u0000\u0000"}], "t": "ok", "k": 1}"#,
+        )
+        .unwrap();
+        strip_nul(&mut v);
+        assert_eq!(v, serde_json::json!({"ab": ["x", {"n": ""}], "t": "ok", "k": 1}));
     }
 
     #[test]

@@ -76,6 +76,15 @@ pub enum Event {
     },
 }
 
+/// The checks that need no database, run by the handler before it takes a
+/// connection: size (413) and signature (401). A refusal here is logged
+/// (`webhook_events::note_unauthenticated`), never written.
+pub fn authenticate(verifier: &Verifier, req: &Inbound<'_>) -> Result<(), WebhookError> {
+    crate::fields::authenticate(Source::Instantly, req.body, MAX_BODY_BYTES, |b| {
+        verifier.verify_instantly(b, req.x_signature, req.x_webhook_secret)
+    })
+}
+
 /// Runs the webhook. Caller faults are recorded as rejections, our faults as
 /// failures (retryable under the same key); both are then returned.
 pub async fn receive(

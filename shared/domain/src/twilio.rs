@@ -45,6 +45,14 @@ pub struct Inbound<'a> {
     pub body: &'a [u8],
 }
 
+/// The checks that need no database, run by the handler before it takes a
+/// connection: size (413) and signature (401); logged, never written.
+pub fn authenticate(verifier: &Verifier, req: &Inbound<'_>) -> Result<(), WebhookError> {
+    crate::fields::authenticate(Source::Twilio, req.body, MAX_BODY_BYTES, |b| {
+        verifier.verify_twilio(req.url, b, req.signature)
+    })
+}
+
 /// Runs the webhook. `Ok` carries the receipt's answer (ids, for logs; the
 /// caller answers TwiML); refusals are recorded, then returned.
 pub async fn receive<C: GenericClient>(

@@ -123,11 +123,16 @@ pub fn authenticate(req: &Request, jwt: &JwtVerifier) -> Result<Principal, ApiEr
         .map_err(ApiError::Unauthorized)
 }
 
-/// A query-string value (the first, when repeated).
+/// A query-string value (the first, when repeated), U+0000 removed as in
+/// every text field (docs/security.md).
 pub fn query(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters_ref()
         .and_then(|q| q.first(name))
-        .map(str::to_owned)
+        .map(|v| {
+            let mut v = v.to_owned();
+            crm_domain::fields::strip_nul_str(&mut v);
+            v
+        })
 }
 
 /// Logs a refused or failed request once, at the edge (the span names the

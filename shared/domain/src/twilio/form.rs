@@ -75,7 +75,10 @@ fn decode(raw: &[u8]) -> Result<String, WebhookError> {
         }
         i += 1;
     }
-    String::from_utf8(bytes).map_err(|_| bad("is not UTF-8"))
+    let mut text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8"))?;
+    // U+0000 is removed at the edge, as for every text field (docs/security.md).
+    crate::fields::strip_nul_str(&mut text);
+    Ok(text)
 }
 
 /// The body must be a form (parameters such as charset allowed).
