@@ -104,6 +104,38 @@ pub fn strip_nul_str(s: &mut String) {
     }
 }
 
+/// A web address a person may click: `http://` or `https://` (or a bare
+/// host such as `acme.com.br`, read as https) with a host that has a dot,
+/// no whitespace, no credentials. `javascript:`, `data:` and the like never
+/// pass.
+pub fn is_web_address(raw: &str) -> bool {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let lower = raw.to_ascii_lowercase();
+    let rest = match lower.split_once("://") {
+        Some(("http" | "https", rest)) => rest,
+        Some(_) => return false,
+        // No scheme: a bare host, but nothing that looks like `scheme:`.
+        None if lower.contains(':') && !lower.split(['/', '?', '#']).next().unwrap_or("").contains('.') => {
+            return false;
+        }
+        None => lower.as_str(),
+    };
+    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host_port.contains('@') {
+        return false;
+    }
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    host.contains('.')
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+}
+
 /// At most `max` characters, cut on a character boundary.
 pub fn clip(s: impl AsRef<str>, max: usize) -> String {
     let s = s.as_ref();
@@ -199,6 +231,25 @@ mod tests {
         .unwrap();
         strip_nul(&mut v);
         assert_eq!(v, serde_json::json!({"ab": ["x", {"n": ""}], "t": "ok", "k": 1}));
+    }
+
+    #[test]
+    fn web_addresses_are_http_or_https_with_a_host() {
+        for ok in ["https://acme.com", "http://acme.com.br/x?y=1", "acme.com", "www.acme.io:8080/p"] {
+            assert!(is_web_address(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript://acme.com/%0aalert(1)",
+            "data:text/html,x",
+            "https://",
+            "https://user:pw@acme.com",
+            "ftp://acme.com",
+            "acme",
+            "https://acme .com",
+        ] {
+            assert!(!is_web_address(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -279,7 +279,10 @@ fn parse_seed(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
         first_name: None,
         last_name: None,
         company: text(lead, "company_name", "lead.company_name")?.map(|s| clip(s, 200)),
-        website: text(lead, "website", "lead.website")?.map(|s| clip(s, 500)),
+        // A website that is not http(s) with a host (`javascript:`…) is dropped, not stored.
+        website: text(lead, "website", "lead.website")?
+            .filter(|w| crate::fields::is_web_address(w))
+            .map(|s| clip(s, 500)),
         text: body.to_string(),
         subject: text(message, "subject", "message.subject")?.map(|s| clip(s, 500)),
         received_at: timestamp(message, "received_at", "message.received_at")?
@@ -339,7 +342,9 @@ fn parse_native(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
         first_name,
         last_name,
         company: text(obj, "company_name", "company_name")?.map(|s| clip(s, 200)),
-        website: text(obj, "website", "website")?.map(|s| clip(s, 500)),
+        website: text(obj, "website", "website")?
+            .filter(|w| crate::fields::is_web_address(w))
+            .map(|s| clip(s, 500)),
         text: body.to_string(),
         subject: text(obj, "reply_subject", "reply_subject")?.map(|s| clip(s, 500)),
         received_at: timestamp(obj, "timestamp", "timestamp")?.unwrap_or_else(Utc::now),

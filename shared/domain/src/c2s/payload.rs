@@ -325,10 +325,16 @@ pub fn parse_element(el: &Value) -> Result<LeadEvent, WebhookError> {
     let id_field = format!("{prefix}id");
     let lead_id = scalar_text(inner, "id", &id_field)?
         .ok_or_else(|| WebhookError::validation(&id_field, "is required"))?;
-    if lead_id.len() > 255 || lead_id.chars().any(char::is_control) {
+    // The id goes into C2S paths (`/leads/{id}/...`): letters, digits, `-`
+    // and `_` only, so `.`, `..` or a `/` can never name another path.
+    if lead_id.len() > 255
+        || !lead_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(WebhookError::validation(
             &id_field,
-            "must be at most 255 characters without control characters",
+            "must be at most 255 letters, digits, '-' or '_'",
         ));
     }
     let attr_field = format!("{prefix}attributes");
@@ -349,7 +355,17 @@ pub fn parse_element(el: &Value) -> Result<LeadEvent, WebhookError> {
 
 fn parse_lead(a: &Map<String, Value>, at: &str) -> Result<Lead, WebhookError> {
     let f = |name: &str| format!("{at}.{name}");
-    let customer = sub_object(a, "customer", &f("customer"))?;
+    // The person the lead is about: an object or nothing (`[]` is not a customer).
+    let customer = match a.get("customer") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => Some(o),
+        Some(_) => {
+            return Err(WebhookError::validation(
+                f("customer"),
+                "must be an object",
+            ));
+        }
+    };
     let seller = sub_object(a, "seller", &f("seller"))?;
     let product = sub_object(a, "product", &f("product"))?;
     let status = sub_object(a, "lead_status", &f("lead_status"))?;
