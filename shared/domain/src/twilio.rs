@@ -4,8 +4,9 @@
 //! transaction keyed by the `MessageSid` (plus the status for callbacks).
 //!
 //! Checks run in the other webhooks' order: size (413), signature (401),
-//! content type (415), form decoding (400), fields (422). Refusals are
-//! recorded in `webhook_events` as they are for the others. Once
+//! content type (415), form decoding (400), fields (422). Refusals after
+//! authentication are recorded in `webhook_events` as they are for the
+//! others; refusals before it are a log line (docs/security.md). Once
 //! authenticated, Twilio is answered 200 with empty TwiML — replays
 //! included, since Twilio treats any other status as a failed delivery.
 
