@@ -414,7 +414,11 @@ async fn a_fresh_idempotency_header_does_not_replay_a_signed_booking() {
     assert_eq!(b2["code"], "duplicate_event");
     let pg = db.client().await;
     assert_eq!(
-        count(&pg, "select count(*) from activities where type = 'meeting'").await,
+        count(
+            &pg,
+            "select count(*) from activities where type = 'meeting'"
+        )
+        .await,
         1
     );
 }

@@ -48,7 +48,11 @@ async fn a_valid_link_records_the_opt_out_once_with_an_id_only_audit() {
     let shown = call(&deps, page(&format!("/api/v1/crm/unsubscribe?token={t}"))).await;
     assert_eq!(shown.status, 200, "{}", shown.text);
     assert_eq!(shown.headers["content-type"], "text/html; charset=utf-8");
-    assert!(shown.text.contains("<form method=\"post\""), "{}", shown.text);
+    assert!(
+        shown.text.contains("<form method=\"post\""),
+        "{}",
+        shown.text
+    );
     assert!(!shown.text.contains("You are unsubscribed"));
     assert_eq!(count(&c, "select count(*) from opt_outs").await, 0);
     assert_eq!(count(&c, "select count(*) from audit_log").await, 0);

@@ -69,8 +69,7 @@ impl CampaignConfig {
             None => None,
             Some(_) => {
                 // At least 32 bytes unless APP_ENV=test (docs/security.md).
-                let secret: Secret =
-                    AppEnv::from_env(env)?.signing_key(env, UNSUBSCRIBE_SECRET)?;
+                let secret: Secret = AppEnv::from_env(env)?.signing_key(env, UNSUBSCRIBE_SECRET)?;
                 let base = env.required(PUBLIC_BASE_URL).map_err(|_| {
                     err(
                         PUBLIC_BASE_URL,

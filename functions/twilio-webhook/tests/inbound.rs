@@ -279,7 +279,10 @@ async fn the_same_last_ten_digits_in_another_country_is_another_person() {
     let turkish = contact(&pg, "+905321234567", "Turkish contact").await;
     accepted(&deps, inbound("SM01", "+8615321234567", "STOP")).await;
     let (id, leads) = matched(&pg, "SM01").await;
-    assert_ne!(id, turkish, "the Chinese sender does not take over the thread");
+    assert_ne!(
+        id, turkish,
+        "the Chinese sender does not take over the thread"
+    );
     assert_eq!(leads, 1, "it becomes a new unregistered lead");
     assert_eq!(
         count(
@@ -306,7 +309,11 @@ async fn keywords_act_only_on_an_exact_e164_match() {
     // Stored without the 9th digit; the sender's E.164 has it: same person, not exact.
     let stored = contact(&pg, "+551187654321", "Variant").await;
     accepted(&deps, inbound("SM01", "whatsapp:+5511987654321", "STOP")).await;
-    assert_eq!(matched(&pg, "SM01").await, (stored, 0), "the thread is theirs");
+    assert_eq!(
+        matched(&pg, "SM01").await,
+        (stored, 0),
+        "the thread is theirs"
+    );
     assert_eq!(
         count(&pg, "select count(*) from opt_outs").await,
         0,

@@ -140,7 +140,10 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
         req = match e["auth"].as_str().unwrap() {
             "instantly" => req.header(
                 "x-signature",
-                format!("sha256={}", hmac_sha256_hex(INSTANTLY_SECRET.as_bytes(), &body)),
+                format!(
+                    "sha256={}",
+                    hmac_sha256_hex(INSTANTLY_SECRET.as_bytes(), &body)
+                ),
             ),
             "calcom" => req.header(
                 "x-cal-signature-256",
@@ -175,7 +178,8 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
             .filter(|(t, n)| before.get(*t) != Some(n))
             .map(|(t, n)| format!("{t} {}→{n}", before.get(t).copied().unwrap_or(0)))
             .collect();
-        let grew = |t: &str| after.get(t).copied().unwrap_or(0) - before.get(t).copied().unwrap_or(0);
+        let grew =
+            |t: &str| after.get(t).copied().unwrap_or(0) - before.get(t).copied().unwrap_or(0);
         let only = |allowed: &[&str]| {
             changed
                 .iter()
@@ -187,14 +191,18 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
                 if status != 200 || !text.contains("<Response/>") {
                     fail(format!("want 200 TwiML, got {status} {text:.200}"));
                 }
-                if !only(&["webhook_events", "webhook_events(not rejected)"]) || grew("webhook_events") > 1 {
+                if !only(&["webhook_events", "webhook_events(not rejected)"])
+                    || grew("webhook_events") > 1
+                {
                     fail(format!("wrote {changed:?}"));
                 }
             }
             "c2s_invalid" => {
                 let body = json.clone().unwrap_or_default();
                 if status != 200 || body["invalid"] != body["received"] {
-                    fail(format!("want 200 with every element invalid, got {status} {text:.300}"));
+                    fail(format!(
+                        "want 200 with every element invalid, got {status} {text:.300}"
+                    ));
                 }
                 if !only(&["webhook_events"]) {
                     fail(format!("wrote {changed:?}"));
@@ -210,7 +218,9 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
                     .as_ref()
                     .is_some_and(|j| j["error"].is_string() && j["code"].is_string());
                 if !html_page && !shaped {
-                    fail(format!("want JSON {{error, code}}, got {content_type} {text:.200}"));
+                    fail(format!(
+                        "want JSON {{error, code}}, got {content_type} {text:.200}"
+                    ));
                 }
                 if !only(&["webhook_events"]) || grew("webhook_events") > 1 {
                     fail(format!("wrote {changed:?}"));
@@ -223,9 +233,18 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
     for (took, label) in timings.iter().take(5) {
         println!("  {:>7.1} ms  {label}", took.as_secs_f64() * 1000.0);
     }
-    let over: Vec<_> = timings.iter().filter(|(t, _)| *t > Duration::from_secs(1)).collect();
-    println!("corpus: {} of {total} slower than 1 s (printed, not asserted)", over.len());
-    assert!(total >= 300, "the corpus holds at least 300 requests, has {total}");
+    let over: Vec<_> = timings
+        .iter()
+        .filter(|(t, _)| *t > Duration::from_secs(1))
+        .collect();
+    println!(
+        "corpus: {} of {total} slower than 1 s (printed, not asserted)",
+        over.len()
+    );
+    assert!(
+        total >= 300,
+        "the corpus holds at least 300 requests, has {total}"
+    );
     let report: Vec<&str> = failures.iter().map(|f| f.0.as_str()).collect();
     assert!(
         report.is_empty(),

@@ -118,7 +118,13 @@ pub fn is_web_address(raw: &str) -> bool {
         Some(("http" | "https", rest)) => rest,
         Some(_) => return false,
         // No scheme: a bare host, but nothing that looks like `scheme:`.
-        None if lower.contains(':') && !lower.split(['/', '?', '#']).next().unwrap_or("").contains('.') => {
+        None if lower.contains(':')
+            && !lower
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or("")
+                .contains('.') =>
+        {
             return false;
         }
         None => lower.as_str(),
@@ -230,12 +236,20 @@ mod tests {
         )
         .unwrap();
         strip_nul(&mut v);
-        assert_eq!(v, serde_json::json!({"ab": ["x", {"n": ""}], "t": "ok", "k": 1}));
+        assert_eq!(
+            v,
+            serde_json::json!({"ab": ["x", {"n": ""}], "t": "ok", "k": 1})
+        );
     }
 
     #[test]
     fn web_addresses_are_http_or_https_with_a_host() {
-        for ok in ["https://acme.com", "http://acme.com.br/x?y=1", "acme.com", "www.acme.io:8080/p"] {
+        for ok in [
+            "https://acme.com",
+            "http://acme.com.br/x?y=1",
+            "acme.com",
+            "www.acme.io:8080/p",
+        ] {
             assert!(is_web_address(ok), "{ok}");
         }
         for bad in [

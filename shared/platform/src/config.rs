@@ -335,7 +335,11 @@ mod tests {
             assert!(app_env.signing_key(&long, "JWT_SECRET").is_ok());
         }
         assert!(AppEnv::Test.signing_key(&short, "JWT_SECRET").is_ok());
-        assert!(AppEnv::Test.signing_key(&Env::default(), "JWT_SECRET").is_err());
+        assert!(
+            AppEnv::Test
+                .signing_key(&Env::default(), "JWT_SECRET")
+                .is_err()
+        );
     }
 
     #[test]

@@ -234,10 +234,7 @@ pub fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
         }
     }
     // `2026-11-20 14:05:12 UTC` / `… Z`
-    if let Some(bare) = raw
-        .strip_suffix(" UTC")
-        .or_else(|| raw.strip_suffix(" Z"))
-    {
+    if let Some(bare) = raw.strip_suffix(" UTC").or_else(|| raw.strip_suffix(" Z")) {
         return NaiveDateTime::parse_from_str(bare, "%Y-%m-%d %H:%M:%S%.f")
             .ok()
             .map(|n| n.and_utc());
@@ -393,10 +390,7 @@ fn parse_lead(a: &Map<String, Value>, at: &str) -> Result<Lead, WebhookError> {
         None | Some(Value::Null) => None,
         Some(Value::Object(o)) => Some(o),
         Some(_) => {
-            return Err(WebhookError::validation(
-                f("customer"),
-                "must be an object",
-            ));
+            return Err(WebhookError::validation(f("customer"), "must be an object"));
         }
     };
     let seller = sub_object(a, "seller", &f("seller"))?;

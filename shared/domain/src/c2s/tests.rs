@@ -118,17 +118,26 @@ fn the_same_instant_written_two_ways_is_the_same_payload() {
     };
     let (a, b) = (el("2025-03-12 09:15:44 -0300"), el("2025-03-12T12:15:44Z"));
     assert_eq!(a.idempotency_key(), b.idempotency_key());
-    assert_eq!(a.payload_hash(), b.payload_hash(), "a duplicate, not a reused key");
+    assert_eq!(
+        a.payload_hash(),
+        b.payload_hash(),
+        "a duplicate, not a reused key"
+    );
 }
 
 #[test]
 fn lead_ids_that_could_name_another_path_and_customer_arrays_are_refused() {
     for id in [".", "..", "a/b", "L 1"] {
-        assert!(parse_element(&json!({"id": id, "hook_action": "on_create_lead"})).is_err(), "{id}");
+        assert!(
+            parse_element(&json!({"id": id, "hook_action": "on_create_lead"})).is_err(),
+            "{id}"
+        );
     }
     let e = parse_element(&json!({"id": "L1", "hook_action": "on_create_lead",
                                   "attributes": {"customer": []}}));
-    assert!(matches!(e, Err(WebhookError::Validation { field, .. }) if field == "attributes.customer"));
+    assert!(
+        matches!(e, Err(WebhookError::Validation { field, .. }) if field == "attributes.customer")
+    );
 }
 
 #[test]

@@ -378,8 +378,10 @@ mod tests {
             required_names(&["Hi {{contact.first_name"], &[]),
             Err(RenderError::Unclosed)
         );
-        assert_eq!(required_names(&["Hi {{1000}}"], &pos(&["contact.first_name"])).unwrap_err(),
-            RenderError::BadPosition("1000".into()));
+        assert_eq!(
+            required_names(&["Hi {{1000}}"], &pos(&["contact.first_name"])).unwrap_err(),
+            RenderError::BadPosition("1000".into())
+        );
         assert!(required_names(&["hi"], &pos(&["nope"])).is_err());
     }
 

@@ -157,7 +157,11 @@ mod tests {
     #[test]
     fn out_of_range_instants_are_not_cursors() {
         // Issue 13: chrono reads these, PostgreSQL answers "timestamp out of range".
-        for micros in [i64::MIN, -8_210_298_412_800_000_000, 8_210_298_412_800_000_000] {
+        for micros in [
+            i64::MIN,
+            -8_210_298_412_800_000_000,
+            8_210_298_412_800_000_000,
+        ] {
             for kind in [CursorKind::Contacts, CursorKind::Messages] {
                 let raw = B64.encode(format!("{}|{micros}|{}", kind.tag(), Uuid::nil().simple()));
                 assert!(Cursor::decode(&raw, kind).is_err(), "{micros}");
@@ -202,8 +206,15 @@ mod tests {
         let raw = c.encode(KeyCursor::C2S_LEADS);
         assert_eq!(KeyCursor::decode(&raw, KeyCursor::C2S_LEADS).unwrap(), c);
         for bad in [raw.as_str(), "", "!!!", &B64.encode("l1|12|")] {
-            let tag = if bad == raw { "x1" } else { KeyCursor::C2S_LEADS };
-            assert_eq!(KeyCursor::decode(bad, tag).unwrap_err().body()["field"], "cursor");
+            let tag = if bad == raw {
+                "x1"
+            } else {
+                KeyCursor::C2S_LEADS
+            };
+            assert_eq!(
+                KeyCursor::decode(bad, tag).unwrap_err().body()["field"],
+                "cursor"
+            );
         }
     }
 }

@@ -117,8 +117,7 @@ pub async fn inbound<C: GenericClient>(
 
     // Keywords change consent only for the number exactly as stored: a STOP
     // from another spelling of it is kept as a message, nothing more.
-    let keyword =
-        status::keyword(msg.body.as_deref()).filter(|_| phone_match == PhoneMatch::Exact);
+    let keyword = status::keyword(msg.body.as_deref()).filter(|_| phone_match == PhoneMatch::Exact);
     let opt_out = match keyword {
         Some(Keyword::OptOut) => {
             let word = msg

@@ -131,7 +131,9 @@ impl MessageSid {
         let raw = raw.trim();
         let hex = raw.strip_prefix("SM").or_else(|| raw.strip_prefix("MM"));
         match hex {
-            Some(h) if !h.is_empty() && h.len() <= 32 && h.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Some(h)
+                if !h.is_empty() && h.len() <= 32 && h.chars().all(|c| c.is_ascii_hexdigit()) =>
+            {
                 Ok(Self(raw.to_string()))
             }
             _ => Err("is not a Twilio message SID (SM or MM and hex digits)"),
