@@ -254,6 +254,17 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
     );
 }
 
+/// Whether a corpus path (with `{uuid}`-style tokens or literal ids) fits a route pattern.
+fn route_matches(pattern: &str, path: &str) -> bool {
+    let want: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let got: Vec<&str> = path.trim_matches('/').split('/').collect();
+    want.len() == got.len()
+        && want
+            .iter()
+            .zip(&got)
+            .all(|(w, g)| w == g || (w.starts_with('{') && !g.is_empty()))
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()

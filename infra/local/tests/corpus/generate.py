@@ -250,6 +250,27 @@ for p in ["/crm/contacts/not-a-uuid", "/api/contacts/not-a-uuid/messages", "/api
           "/api/debug/webhook-diagnostics?hours=abc", "/api/debug/webhook-diagnostics?hours=99999999999999999999"]:
     add("GET", p, "bearer", None, ct=None, note="bad path or query")
 
+# Routes added with ownership, pipelines, C2S reads and diagnostics.
+new_body = [("POST", "/crm/actions/pipelines"), ("POST", "/crm/actions/pipelines/{uuid}"), ("POST", "/crm/actions/pipelines/{uuid}/stages"),
+            ("POST", "/crm/actions/pipelines/{uuid}/reorder"), ("POST", "/crm/actions/pipelines/{uuid}/stages/{uuid}"),
+            ("POST", "/crm/actions/pipelines/{uuid}/stages/{uuid}/remove"), ("POST", "/crm/actions/contacts/{uuid}/assign"),
+            ("POST", "/crm/actions/contacts/{uuid}/claim"), ("PUT", "/api/v1/lead-routing/instantly"),
+            ("POST", "/api/v1/c2s/managers"), ("PATCH", "/api/v1/c2s/managers/{uuid}")]
+for m, p in new_body:
+    add(m, p, "none", "{}", note="no token")
+    add(m, p, "none", "{}", headers={"authorization": "Bearer not.a.jwt"}, note="malformed token")
+    add(m, p, "bearer", "{", note="truncated JSON")
+    add(m, p, "bearer", None, b64=b'{"name": "\xff"}', note="invalid UTF-8")
+    add(m, p, "bearer", json.dumps({"name": BIG}), note="huge body (413)")
+for p in ["/crm/pipelines/{uuid}", "/crm/contacts/{uuid}/c2s", "/api/v1/lead-routing", "/api/v1/c2s/leads", "/api/v1/c2s/leads/{uuid}",
+          "/api/v1/c2s/managers", "/api/v1/c2s/managers/{uuid}", "/api/v1/admin/webhook-events", "/api/v1/admin/webhook-events/summary"]:
+    add("GET", p, "none", None, ct=None, note="no token")
+    add("GET", p, "none", None, ct=None, headers={"authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}, note="alg none token")
+add("DELETE", "/api/v1/c2s/managers/{uuid}", "none", None, ct=None, note="no token")
+for q in ["cursor=!!!", "cursor=AAAA", "limit=abc", "limit=99999999999999999999"]:
+    add("GET", f"/api/v1/c2s/leads?{q}", "bearer", None, ct=None, note="bad query")
+    add("GET", f"/api/v1/admin/webhook-events?{q}", "bearer", None, ct=None, note="bad query")
+
 # Unsubscribe: bad tokens (400 HTML pages)
 for t in ["", "x", "a.b", "%00", "x" * 5000, base64.urlsafe_b64encode(b'{"c":"x"}').decode() + ".AAAA"]:
     add("GET", f"/api/v1/crm/unsubscribe?token={t}", "none", None, ct=None, note="bad unsubscribe token")
