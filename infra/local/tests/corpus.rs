@@ -245,6 +245,28 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
         total >= 300,
         "the corpus holds at least 300 requests, has {total}"
     );
+    // Every route the runner serves has at least one corpus entry.
+    let entries: Vec<(String, String)> = CORPUS
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|e| {
+            let path = e["path"].as_str().unwrap_or("");
+            let path = path.split('?').next().unwrap_or("").to_string();
+            (e["method"].as_str().unwrap_or("").to_string(), path)
+        })
+        .collect();
+    let uncovered: Vec<_> = local_runner::routes::declared()
+        .into_iter()
+        .filter(|(method, pattern)| {
+            !entries
+                .iter()
+                .any(|(m, p)| m == method && route_matches(pattern, p))
+        })
+        .collect();
+    assert!(
+        uncovered.is_empty(),
+        "routes without a corpus entry: {uncovered:?}"
+    );
     let report: Vec<&str> = failures.iter().map(|f| f.0.as_str()).collect();
     assert!(
         report.is_empty(),
