@@ -228,7 +228,7 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
             }
         }
     }
-    timings.sort_by(|a, b| b.0.cmp(&a.0));
+    timings.sort_by_key(|t| std::cmp::Reverse(t.0));
     println!("corpus: {total} requests; slowest:");
     for (took, label) in timings.iter().take(5) {
         println!("  {:>7.1} ms  {label}", took.as_secs_f64() * 1000.0);
