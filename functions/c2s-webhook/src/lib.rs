@@ -137,9 +137,7 @@ async fn webhook(req: &Request, deps: &Deps) -> Response<Body> {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no database connection");
-            return http::error(&crm_domain::WebhookError::Unexpected(anyhow::anyhow!(
-                "pool: {e}"
-            )));
+            return http::error(&crm_domain::WebhookError::from(e));
         }
     };
     let mut enqueued = Vec::new();

@@ -5,20 +5,13 @@
 //! receives; a poison message is dropped with its reason recorded.
 
 use crate::{Deps, Message, Outcome, RETRY_AFTER, process};
-use crm_platform::{
-    local_queue::{self, Consumer, LocalOutcome},
-    queue::LocalMessage,
-};
+use crm_platform::local_queue::{self, Consumer, LocalOutcome, Source};
 use std::time::Instant;
-use tokio::sync::mpsc;
 
 /// Campaigns run at once.
 const CONCURRENCY: usize = 8;
 
-pub fn spawn(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
-    deps: Deps,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn(queue: impl Into<Source>, deps: Deps) -> tokio::task::JoinHandle<()> {
     let consumer = Consumer {
         queue: "campaign",
         concurrency: CONCURRENCY,

@@ -6,19 +6,12 @@
 //! answer (said loudly at start).
 
 use crate::{Deps, Message, Outcome, process};
-use crm_platform::{
-    local_queue::{self, Consumer, LocalOutcome},
-    queue::LocalMessage,
-};
-use tokio::sync::mpsc;
+use crm_platform::local_queue::{self, Consumer, LocalOutcome, Source};
 
 /// Jobs processed at once (the Lambda's maximum concurrency plays this part in AWS).
 const CONCURRENCY: usize = 2;
 
-pub fn spawn(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
-    deps: Deps,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn(queue: impl Into<Source>, deps: Deps) -> tokio::task::JoinHandle<()> {
     // `process` itself gives up on the last receive (ENRICHMENT_MAX_ATTEMPTS).
     let consumer = Consumer {
         queue: "enrichment",

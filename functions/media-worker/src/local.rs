@@ -8,11 +8,9 @@ use crm_platform::{
     blob::LocalFolderBlob,
     config::{CommonConfig, ConfigError, Env},
     db::build_pool,
-    local_queue::{self, Consumer, LocalOutcome},
-    queue::LocalMessage,
+    local_queue::{self, Consumer, LocalOutcome, Source},
 };
 use std::{sync::Arc, time::Duration};
-use tokio::sync::mpsc;
 
 /// Files downloaded at once.
 const CONCURRENCY: usize = 4;
@@ -32,10 +30,7 @@ pub fn deps(common: &CommonConfig, env: &Env) -> Result<Deps, ConfigError> {
     )
 }
 
-pub fn spawn(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
-    deps: Deps,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn(queue: impl Into<Source>, deps: Deps) -> tokio::task::JoinHandle<()> {
     let consumer = Consumer {
         queue: "media",
         concurrency: CONCURRENCY,

@@ -1,11 +1,13 @@
-//! Scheduled relay: publishes outbox rows left unpublished (a crash between
-//! commit and publish, or a failed publish) to their queues; then, as
-//! housekeeping on the same schedule, deletes expired CRM API idempotency
-//! keys in a bounded batch.
+//! Scheduled relay: re-drives the jobs of stale states (work claimed or
+//! waiting whose job never came back, `crm_domain::outbox::stale`), then
+//! publishes outbox rows left unpublished (a crash between commit and
+//! publish, or a failed publish) to their queues; then, as housekeeping on
+//! the same schedule, deletes expired CRM API idempotency keys in a bounded
+//! batch.
 
 use crm_domain::{
     crm::idempotency,
-    outbox::{self, Publisher, RelayReport},
+    outbox::{self, Publisher, RelayReport, stale},
 };
 use crm_platform::db::PgPool;
 use std::time::{Duration, Instant};
@@ -21,19 +23,28 @@ pub const PURGE_BATCH: i64 = 1_000;
 /// What one scheduled run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunReport {
+    /// Jobs of stale states re-driven before relaying.
+    pub stale: stale::SweepReport,
     pub relay: RelayReport,
     /// Expired idempotency keys deleted.
     pub idempotency_keys_purged: u64,
 }
 
-/// One scheduled run: [`relay`], then [`purge`]. A purge that fails is
-/// logged and reported as 0: publishing is the run's job, and the next run
-/// purges what this one left.
+/// One scheduled run: [`sweep`], [`relay`], then [`purge`]. A sweep or a
+/// purge that fails is logged and reported as 0: publishing is the run's
+/// job, and the next run does what this one left.
 pub async fn run(
     pool: &PgPool,
     publisher: &dyn Publisher,
     budget: Duration,
 ) -> anyhow::Result<RunReport> {
+    let stale = match sweep(pool, stale::STALE_AFTER).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %crm_domain::db::loggable(&e), "sweeping stale states failed");
+            stale::SweepReport::default()
+        }
+    };
     let relay = relay(pool, publisher, budget).await?;
     let idempotency_keys_purged = match purge(pool, PURGE_BATCH).await {
         Ok(n) => n,
@@ -43,9 +54,20 @@ pub async fn run(
         }
     };
     Ok(RunReport {
+        stale,
         relay,
         idempotency_keys_purged,
     })
+}
+
+/// Re-drives the jobs of states open for longer than `stale_after`.
+pub async fn sweep(pool: &PgPool, stale_after: Duration) -> anyhow::Result<stale::SweepReport> {
+    use anyhow::Context;
+    let client = pool
+        .get()
+        .await
+        .context("getting a connection for the stale sweep")?;
+    stale::sweep(&client, stale_after).await
 }
 
 /// Deletes up to `limit` idempotency keys past their 24 hours.
@@ -82,4 +104,33 @@ pub async fn relay(
         }
     }
     Ok(total)
+}
+
+/// The backlog left after a run, published as EMF metrics
+/// (`OutboxBacklog`, `OutboxOldestAgeSeconds`) with the run's counts; the
+/// stack alarms on the backlog. A failed count is logged, never raised.
+pub async fn report_backlog(pool: &PgPool, report: &RunReport) -> Option<outbox::Backlog> {
+    use crm_platform::metrics::{Metric, emit};
+    let backlog = async {
+        let client = pool.get().await?;
+        outbox::backlog(&client).await
+    }
+    .await;
+    let backlog = match backlog {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(error = %crm_domain::db::loggable(&e), "counting the outbox backlog failed");
+            None
+        }
+    };
+    let mut metrics = vec![
+        Metric::count("OutboxPublished", report.relay.published as f64),
+        Metric::count("OutboxFailed", report.relay.failed as f64),
+    ];
+    if let Some(b) = backlog {
+        metrics.push(Metric::count("OutboxBacklog", b.pending as f64));
+        metrics.push(Metric::seconds("OutboxOldestAgeSeconds", b.oldest_age_secs));
+    }
+    emit(&metrics);
+    backlog
 }

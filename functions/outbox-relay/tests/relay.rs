@@ -172,6 +172,7 @@ async fn a_run_relays_then_purges_expired_idempotency_keys_in_a_bounded_batch() 
     assert_eq!(
         report,
         outbox_relay::RunReport {
+            stale: Default::default(),
             relay: RelayReport {
                 published: 2,
                 failed: 0
@@ -286,4 +287,23 @@ async fn relay_publishes_to_sqs() {
     let mut want: Vec<String> = ids.iter().map(Uuid::to_string).collect();
     want.sort();
     assert_eq!(got_ids, want);
+}
+
+#[tokio::test]
+async fn the_backlog_counts_unpublished_rows_until_the_relay_publishes_them() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    enqueue_n(&pool, 3).await;
+    let client = pool.get().await.unwrap();
+    let before = outbox::backlog(&client).await.unwrap();
+    assert_eq!(before.pending, 3);
+    assert!(before.oldest_age_secs >= 0.0);
+    let recorder = Recorder::default();
+    let report = outbox_relay::run(&pool, &recorder, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(report.relay.published, 3);
+    let after = outbox_relay::report_backlog(&pool, &report).await.unwrap();
+    assert_eq!(after.pending, 0);
+    assert_eq!(after.oldest_age_secs, 0.0);
 }

@@ -5,25 +5,18 @@
 //! reason is already recorded in PostgreSQL; there is no local DLQ).
 
 use crate::{Deps, Message, Outcome, process};
-use crm_platform::{
-    local_queue::{self, Consumer, LocalOutcome},
-    queue::LocalMessage,
-};
-use tokio::sync::mpsc;
+use crm_platform::local_queue::{self, Consumer, LocalOutcome, Source};
 
 /// Messages processed at once by default (each holds a pool connection only briefly).
 pub const CONCURRENCY: usize = 8;
 
-pub fn spawn(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
-    deps: Deps,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn(queue: impl Into<Source>, deps: Deps) -> tokio::task::JoinHandle<()> {
     spawn_with(queue, deps, CONCURRENCY)
 }
 
 /// [`spawn`] with `concurrency` messages processed at once (the benchmark's knob).
 pub fn spawn_with(
-    queue: mpsc::UnboundedReceiver<LocalMessage>,
+    queue: impl Into<Source>,
     deps: Deps,
     concurrency: usize,
 ) -> tokio::task::JoinHandle<()> {

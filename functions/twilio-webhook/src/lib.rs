@@ -106,9 +106,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "no database connection");
-                return http::error(&crm_domain::WebhookError::Unexpected(anyhow::anyhow!(
-                    "pool: {e}"
-                )));
+                return http::error(&crm_domain::WebhookError::from(e));
             }
         };
         match twilio::receive(&mut client, &deps.verifier, deps.phone_region, inbound).await {

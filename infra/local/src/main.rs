@@ -7,7 +7,7 @@ use crm_domain::outbox::QueueName;
 use crm_platform::{
     config::{CommonConfig, Env},
     db::{self, build_pool},
-    queue::InProcessQueue,
+    local_queue::PgQueue,
     telemetry,
 };
 use local_runner::routes;
@@ -16,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let env = Env::from_process();
-    let common = CommonConfig::from_env(&env)?;
+    let mut common = CommonConfig::from_env(&env)?;
     telemetry::init(&common.log_level);
     let port: u16 = env.parse("PORT", 3000)?;
 
@@ -25,13 +25,29 @@ async fn main() -> anyhow::Result<()> {
         .context("applying migrations")?;
     tracing::info!(?applied, "database migrated");
 
+    // One pool for every function and worker of this process (PG_POOL_MAX,
+    // 24 under `make run`; docs/reliability.md has the budget).
+    let pool = build_pool(&common.database)?;
+    common.database.shared = Some(pool.clone());
+    tracing::info!(
+        pool_max = common.database.pool_max,
+        "one shared PostgreSQL pool"
+    );
+
     let table = routes::build(&common, &env)?;
 
-    // Workers: the outbox relay feeds in-process queues. The send worker
-    // consumes its queue with the Lambda's own `process` (retries re-deliver
-    // after the backoff), and so do the media and enrichment workers; a
-    // queue without a local worker is drained and reported.
-    let (queue, mut receivers) = InProcessQueue::new();
+    // Workers: the outbox relay publishes to queues kept in PostgreSQL
+    // (local_queue_messages), as durable as SQS: a message is gone only when
+    // its worker acknowledged it, and one claimed by a process that was
+    // killed is received again after its visibility deadline. The send
+    // worker consumes its queue with the Lambda's own `process` (retries
+    // re-deliver after the backoff), and so do the media and enrichment
+    // workers; a queue without a local worker keeps its messages.
+    let queue = PgQueue::new(pool.clone());
+    let mut receivers: std::collections::HashMap<_, _> = QueueName::ALL
+        .into_iter()
+        .map(|q| (q, queue.source(q)))
+        .collect();
     if let Some(rx) = receivers.remove(&QueueName::Send) {
         send_worker::local::spawn(rx, send_worker::Deps::new(&common, &env)?);
     }
@@ -53,28 +69,32 @@ async fn main() -> anyhow::Result<()> {
     }
     // The campaign worker releases send jobs and its own continuations
     // through the outbox and publishes them right after commit to these queues.
-    let queue = Arc::new(queue);
     if let Some(rx) = receivers.remove(&QueueName::Campaign) {
         let mut deps = campaign_worker::Deps::new(&common, &env)?;
-        deps.publisher = Some(queue.clone());
+        deps.publisher = Some(Arc::new(queue.clone()));
         campaign_worker::local::spawn(rx, deps);
     }
-    for (name, mut rx) in receivers {
-        tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                tracing::warn!(queue = name.as_str(), message_id = %msg.message_id, "no local worker for this queue yet");
-            }
-        });
+    for name in receivers.keys() {
+        tracing::warn!(
+            queue = name.as_str(),
+            "no local worker for this queue: its messages wait in PostgreSQL"
+        );
     }
-    let relay_pool = build_pool(&common.database)?;
+    let relay_pool = pool.clone();
     tokio::spawn(async move {
         loop {
             // The same run as the scheduled Lambda: relay, then purge expired idempotency keys.
-            match outbox_relay::run(&relay_pool, queue.as_ref(), Duration::from_secs(5)).await {
+            if let Err(e) = queue.purge().await {
+                tracing::warn!(error = %crm_domain::db::loggable(&e), "purging acknowledged local queue messages failed");
+            }
+            match outbox_relay::run(&relay_pool, &queue, Duration::from_secs(5)).await {
                 Ok(r)
-                    if r.relay.published + r.relay.failed > 0 || r.idempotency_keys_purged > 0 =>
+                    if r.relay.published + r.relay.failed > 0
+                        || r.idempotency_keys_purged > 0
+                        || r.stale.total() > 0 =>
                 {
                     tracing::info!(
+                        stale_redriven = r.stale.total(),
                         published = r.relay.published,
                         failed = r.relay.failed,
                         purged = r.idempotency_keys_purged,
@@ -107,6 +127,13 @@ fn print_banner(port: u16, table: &routes::Table) {
     println!("\nCRM hub listening on {base}");
     println!("  GET  {base}/health");
     println!("  GET  {base}/openapi.json");
+    if console::is_built() {
+        println!("  GET  {base}/            the web console (sign in, board, contacts, inbox)");
+    } else {
+        println!(
+            "  GET  {base}/            the web console: not built (cd functions/console/web && npm ci && npm run build)"
+        );
+    }
     for r in table.routes() {
         println!("  {:<4} {base}{}", r.method, r.path);
     }

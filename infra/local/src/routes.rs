@@ -197,6 +197,20 @@ async fn dispatch(table: Arc<Table>, req: axum::extract::Request) -> axum::respo
         .find_map(|r| r.matches(&path).map(|params| (r, params)));
     let Some((route, path_params)) = found else {
         let known_path = table.0.iter().any(|r| r.matches(&path).is_some());
+        // The web console: every GET no API route claims (as API Gateway's
+        // `GET /{proxy+}` route does); it answers API paths with a JSON 404.
+        if !known_path && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
+        {
+            let mut builder = http::Request::builder().method(parts.method).uri(parts.uri);
+            for (name, value) in &parts.headers {
+                builder = builder.header(name, value);
+            }
+            let req = builder
+                .body(lambda_http::Body::Empty)
+                .expect("parts of a valid request")
+                .with_raw_http_path(path);
+            return respond(console::handle(&req, console_deps()));
+        }
         let (status, code, msg) = if known_path {
             (405, "method_not_allowed", "Method not allowed")
         } else {
@@ -227,7 +241,20 @@ async fn dispatch(table: Arc<Table>, req: axum::extract::Request) -> axum::respo
         .with_raw_http_path(path)
         .with_query_string_parameters(query)
         .with_path_parameters(path_params);
-    respond((route.handler)(lambda_req).await)
+    // The same bound as in Lambda: 503 + Retry-After past the deadline.
+    let deadline = crm_platform::http::REQUEST_DEADLINE;
+    respond(crm_platform::http::bounded(deadline, (route.handler)(lambda_req)).await)
+}
+
+/// The console's headers (CSP) are built once; `CONSOLE_MEDIA_ORIGIN` as in AWS.
+fn console_deps() -> &'static console::Deps {
+    static DEPS: std::sync::OnceLock<console::Deps> = std::sync::OnceLock::new();
+    DEPS.get_or_init(|| {
+        console::Deps::from_process().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "console: CONSOLE_MEDIA_ORIGIN ignored");
+            console::Deps::new(None).expect("no origin is valid")
+        })
+    })
 }
 
 fn parse_query(q: &str) -> HashMap<String, Vec<String>> {

@@ -30,6 +30,14 @@ pub enum WebhookError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// No connection from the pool (exhausted, or the database unreachable):
+/// an outage, 503 + `Retry-After` (the same rule as `ApiError`'s).
+impl From<deadpool_postgres::PoolError> for WebhookError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Unexpected(anyhow::Error::from(e).context("database pool"))
+    }
+}
+
 impl WebhookError {
     pub fn validation(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Validation {
@@ -46,6 +54,7 @@ impl WebhookError {
             Self::Malformed(_) | Self::MalformedForm(_) => 400,
             Self::Validation { .. } | Self::KeyReused => 422,
             Self::Duplicate { .. } | Self::InFlight => 409,
+            Self::Unexpected(e) if crate::db::is_outage(e) => 503,
             Self::Unexpected(_) => 500,
         }
     }
@@ -62,6 +71,7 @@ impl WebhookError {
             Self::Duplicate { .. } => "duplicate_event",
             Self::KeyReused => "idempotency_key_reused",
             Self::InFlight => "request_in_flight",
+            Self::Unexpected(e) if crate::db::is_outage(e) => "temporarily_unavailable",
             Self::Unexpected(_) => "internal_error",
         }
     }
@@ -74,6 +84,9 @@ impl WebhookError {
     /// The JSON body a caller sees. Internal errors say nothing about internals.
     pub fn body(&self) -> Value {
         match self {
+            Self::Unexpected(e) if crate::db::is_outage(e) => {
+                json!({"error": "Service temporarily unavailable", "code": self.code()})
+            }
             Self::Unexpected(_) => json!({"error": "Internal error", "code": self.code()}),
             Self::Validation { field, reason } => {
                 json!({"error": format!("{field} {reason}"), "code": self.code(), "field": field})
@@ -106,6 +119,20 @@ mod tests {
             e.body(),
             json!({"error": "Internal error", "code": "internal_error"})
         );
+    }
+
+    #[test]
+    fn an_outage_is_503_try_again_and_says_nothing_of_its_cause() {
+        let pool = deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
+        let e = WebhookError::from(anyhow::Error::from(pool).context("getting a connection"));
+        assert_eq!(e.status(), 503);
+        assert_eq!(
+            e.body(),
+            json!({"error": "Service temporarily unavailable", "code": "temporarily_unavailable"})
+        );
+        let late = crate::db::DeadlinePassed(std::time::Duration::from_secs(1));
+        assert_eq!(WebhookError::from(anyhow::Error::from(late)).status(), 503);
+        assert_eq!(WebhookError::from(anyhow::anyhow!("a bug")).status(), 500);
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! a message but never drops it. Publishing is at-least-once: every message
 //! carries a stable `message_id` that consumers deduplicate on.
 
+pub mod local_queue;
+pub mod stale;
+
 use crate::db::GenericClient;
 use anyhow::Context;
 use serde_json::Value;
@@ -192,4 +195,30 @@ async fn publish_locked(
     tx.commit().await.context("committing the relay batch")?;
     report.published = published.len();
     Ok(report)
+}
+
+/// The unpublished outbox: what the relay's backlog metric reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Rows not yet published.
+    pub pending: i64,
+    /// Age of the oldest of them, in seconds (0 when there is none).
+    pub oldest_age_secs: f64,
+}
+
+/// Counts unpublished rows (the partial index `outbox_unpublished_idx`
+/// keeps this cheap however large the published history grows).
+pub async fn backlog(db: &impl GenericClient) -> anyhow::Result<Backlog> {
+    let row = db
+        .query_one(
+            "select count(*), coalesce(extract(epoch from now() - min(created_at))::float8, 0) \
+             from outbox where published_at is null",
+            &[],
+        )
+        .await
+        .context("counting unpublished outbox rows")?;
+    Ok(Backlog {
+        pending: row.get(0),
+        oldest_age_secs: row.get(1),
+    })
 }

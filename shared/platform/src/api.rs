@@ -151,9 +151,10 @@ pub fn log_refusal(route: &str, err: &ApiError) {
     }
 }
 
-/// The one mapping of an API error to a response (401s carry `WWW-Authenticate`).
+/// The one mapping of an API error to a response (401s carry
+/// `WWW-Authenticate`, 503s `Retry-After`).
 pub fn error(err: &ApiError) -> Response<Body> {
-    let mut resp = http::json(err.status(), &err.body());
+    let mut resp = http::with_retry_after(http::json(err.status(), &err.body()));
     if err.status() == 401 {
         let value = if err.code() == "token_missing" {
             "Bearer"

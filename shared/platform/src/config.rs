@@ -36,6 +36,13 @@ impl Env {
         )
     }
 
+    /// These variables with `overrides` on top: a key in both takes the
+    /// override's value (a secret's keys win over the process environment).
+    pub fn overlaid(mut self, overrides: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.0.extend(overrides);
+        self
+    }
+
     /// Unset and empty are the same: absent.
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.0
@@ -141,6 +148,16 @@ pub struct DatabaseConfig {
     /// CA bundle for TLS to RDS (its CA is not in the public roots).
     pub root_cert_path: Option<String>,
     pub pool_max: usize,
+    /// Server-side bound on one statement (`PG_STATEMENT_TIMEOUT_MS`,
+    /// default 10 000; 0 = none): a runaway query ends instead of holding
+    /// its connection.
+    pub statement_timeout: std::time::Duration,
+    /// Idle connections are closed after this (`PG_IDLE_TIMEOUT_SECS`,
+    /// default 60): a quiet process gives its share of the database back.
+    pub idle_timeout: std::time::Duration,
+    /// A pool every function of this process uses (the local runner's one
+    /// shared pool); `None` builds a pool per call of `build_pool`.
+    pub shared: Option<deadpool_postgres::Pool>,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -151,6 +168,9 @@ impl fmt::Debug for DatabaseConfig {
             .field("ssl_mode", &self.pg.get_ssl_mode())
             .field("password", &"***")
             .field("pool_max", &self.pool_max)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("shared", &self.shared.is_some())
             .finish()
     }
 }
@@ -184,17 +204,39 @@ impl DatabaseConfig {
                 pg
             }
         };
-        let mut pg = pg;
+        let mut pg = match env.optional("DATABASE_HOST") {
+            Some(host) => with_host(&pg, host.trim()),
+            None => pg,
+        };
         pg.application_name("crm-hub");
         pg.connect_timeout(std::time::Duration::from_secs(5));
+        // A peer that vanished (failover, a dead NAT entry) is noticed in
+        // about 30 s instead of the kernel's two hours, and unacknowledged
+        // writes give up after 30 s.
+        pg.keepalives(true);
+        pg.keepalives_idle(std::time::Duration::from_secs(15));
+        pg.keepalives_interval(std::time::Duration::from_secs(5));
+        pg.keepalives_retries(3);
+        pg.tcp_user_timeout(std::time::Duration::from_secs(30));
+        let statement_ms = env.parse("PG_STATEMENT_TIMEOUT_MS", 10_000u64)?;
+        // Sent at connect as a startup option; a session may still raise it
+        // (`set local statement_timeout`) for a known long statement.
+        pg.options(format!("-c statement_timeout={statement_ms}"));
         let pool_max = env.parse("PG_POOL_MAX", 2usize)?;
         if pool_max == 0 {
             return Err(err("PG_POOL_MAX", "must be at least 1"));
+        }
+        let idle_secs = env.parse("PG_IDLE_TIMEOUT_SECS", 60u64)?;
+        if idle_secs == 0 {
+            return Err(err("PG_IDLE_TIMEOUT_SECS", "must be at least 1"));
         }
         Ok(Self {
             pg,
             root_cert_path: env.optional("PGSSLROOTCERT").map(str::to_owned),
             pool_max,
+            statement_timeout: std::time::Duration::from_millis(statement_ms),
+            idle_timeout: std::time::Duration::from_secs(idle_secs),
+            shared: None,
         })
     }
 
@@ -204,6 +246,32 @@ impl DatabaseConfig {
             ("PG_POOL_MAX", &pool_max.to_string()),
         ]))
     }
+}
+
+/// The same connection settings against another host: `DATABASE_HOST`
+/// (the stack's RDS Proxy endpoint, when it has one) replaces the host of
+/// the secret's `DATABASE_URL`, so the secret need not change when a proxy
+/// is put in front of the database.
+fn with_host(pg: &tokio_postgres::Config, host: &str) -> tokio_postgres::Config {
+    let mut out = tokio_postgres::Config::new();
+    out.host(host);
+    if let Some(port) = pg.get_ports().first() {
+        out.port(*port);
+    }
+    if let Some(user) = pg.get_user() {
+        out.user(user);
+    }
+    if let Some(password) = pg.get_password() {
+        out.password(password);
+    }
+    if let Some(dbname) = pg.get_dbname() {
+        out.dbname(dbname);
+    }
+    if let Some(options) = pg.get_options() {
+        out.options(options);
+    }
+    out.ssl_mode(pg.get_ssl_mode());
+    out
 }
 
 /// `LOG_LEVEL` is a tracing filter (`info`, `debug`, `warn,crm_domain=debug`).
@@ -402,6 +470,35 @@ mod tests {
         let e = DatabaseConfig::from_env(&Env::from_pairs([("PG_HOST", "h"), ("PG_USER", "u")]))
             .unwrap_err();
         assert_eq!(e.name, "PG_DATABASE");
+    }
+
+    #[test]
+    fn database_host_replaces_the_url_host_and_keeps_the_rest() {
+        let c = DatabaseConfig::from_env(&Env::from_pairs([
+            (
+                "DATABASE_URL",
+                "postgres://crm:pw@db.internal:6432/crm?sslmode=require",
+            ),
+            (
+                "DATABASE_HOST",
+                "crm-proxy.proxy-abc.us-east-1.rds.amazonaws.com",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.pg.get_hosts(),
+            &[tokio_postgres::config::Host::Tcp(
+                "crm-proxy.proxy-abc.us-east-1.rds.amazonaws.com".into()
+            )]
+        );
+        assert_eq!(c.pg.get_ports(), &[6432]);
+        assert_eq!(c.pg.get_user(), Some("crm"));
+        assert_eq!(c.pg.get_password(), Some(&b"pw"[..]));
+        assert_eq!(c.pg.get_dbname(), Some("crm"));
+        assert_eq!(
+            c.pg.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
     }
 
     #[test]

@@ -10,7 +10,35 @@ use tokio_postgres::config::SslMode;
 
 pub use deadpool_postgres::Pool as PgPool;
 
+/// The pool for `cfg`: the shared one when the process has one (the local
+/// runner), else a new pool of `pool_max` whose idle connections are closed
+/// after `idle_timeout` (when built inside a Tokio runtime).
 pub fn build_pool(cfg: &DatabaseConfig) -> Result<Pool, ConfigError> {
+    if let Some(shared) = &cfg.shared {
+        return Ok(shared.clone());
+    }
+    let pool = new_pool(cfg)?;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        close_idle(&pool, cfg.idle_timeout);
+    }
+    Ok(pool)
+}
+
+/// Closes connections idle for longer than `idle`, checked every `idle / 2`,
+/// for as long as the pool exists (the task holds it weakly).
+pub fn close_idle(pool: &Pool, idle: std::time::Duration) {
+    let weak = pool.weak();
+    let every = (idle / 2).max(std::time::Duration::from_millis(100));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(pool) = weak.upgrade() else { break };
+            pool.retain(|_, metrics| metrics.last_used() < idle);
+        }
+    });
+}
+
+fn new_pool(cfg: &DatabaseConfig) -> Result<Pool, ConfigError> {
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
@@ -71,11 +99,14 @@ fn tls_config(cfg: &DatabaseConfig) -> Result<rustls::ClientConfig, ConfigError>
 /// lock is held by that session).
 pub async fn migrate(cfg: &DatabaseConfig) -> anyhow::Result<Vec<u32>> {
     use anyhow::Context;
-    let single = DatabaseConfig {
+    let mut single = DatabaseConfig {
         pool_max: 1,
+        shared: None,
         ..cfg.clone()
     };
-    let pool = build_pool(&single)?;
+    // A migration may rewrite a large table: no statement timeout here.
+    single.pg.options("-c statement_timeout=0");
+    let pool = new_pool(&single)?;
     let mut client = pool
         .get()
         .await

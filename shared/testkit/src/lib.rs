@@ -4,6 +4,10 @@
 //! The server is the one at `TEST_DATABASE_URL`, else `DATABASE_URL`, else
 //! 127.0.0.1:5432 as `postgres`; `make test` makes sure one answers.
 
+pub mod proxy;
+pub use proxy::FreezableProxy;
+pub mod runtime_api;
+
 use anyhow::Context;
 use std::path::PathBuf;
 use tokio_postgres::NoTls;

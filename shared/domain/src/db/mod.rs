@@ -27,7 +27,8 @@ pub fn classify(err: &tokio_postgres::Error) -> DbFault {
     use tokio_postgres::error::SqlState;
     let Some(db) = err.as_db_error() else {
         // No server error attached: the connection itself failed.
-        return if err.is_closed() || err.to_string().contains("connection") {
+        let io = std::error::Error::source(err).is_some_and(|e| e.is::<std::io::Error>());
+        return if err.is_closed() || io || err.to_string().contains("connection") {
             DbFault::Retryable
         } else {
             DbFault::Other
@@ -43,9 +44,35 @@ pub fn classify(err: &tokio_postgres::Error) -> DbFault {
         | SqlState::ADMIN_SHUTDOWN
         | SqlState::CRASH_SHUTDOWN
         | SqlState::CANNOT_CONNECT_NOW
-        | SqlState::TOO_MANY_CONNECTIONS => DbFault::Retryable,
+        | SqlState::TOO_MANY_CONNECTIONS
+        // statement_timeout: the database is too slow right now.
+        | SqlState::QUERY_CANCELED
+        | SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+        | SqlState::CONNECTION_EXCEPTION
+        | SqlState::CONNECTION_FAILURE
+        | SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION => DbFault::Retryable,
         _ => DbFault::Other,
     }
+}
+
+/// A request ran past its deadline (the database or a provider did not
+/// answer in time): an outage, answered 503 with `Retry-After`.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline of {0:?} passed")]
+pub struct DeadlinePassed(pub std::time::Duration);
+
+/// Whether an error is an outage the caller should retry later (503 +
+/// `Retry-After`), not a fault of ours (500): no connection from the pool
+/// (exhausted, unreachable, timed out), a connection lost mid-request, a
+/// statement timeout or server shutdown, or a passed deadline.
+pub fn is_outage(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.is::<deadpool_postgres::PoolError>()
+            || cause.is::<DeadlinePassed>()
+            || cause
+                .downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(|e| classify(e) == DbFault::Retryable)
+    })
 }
 
 /// An error chain fit for logs. PostgreSQL errors are reduced to their

@@ -92,11 +92,15 @@ pub async fn release(
 
 /// Moves the ledger row linked to a message after the message's own status:
 /// handed to Twilio (a SID) → `sent`; delivered/read → `delivered`;
-/// failed/undelivered/canceled → `failed` with Twilio's error code. Forward
-/// only (`sending` → `sent` → `delivered` | `failed`). Runs inside the
-/// transaction that changed the message (the send worker's record, a status
-/// callback). Returns the row's status after it, or `None` when the message
-/// belongs to no delivery.
+/// failed/undelivered/canceled → `failed` with Twilio's error code. There is
+/// one state machine, the message's (`MessageStatus::may_become`): once the
+/// row follows a message (`sending`, `sent`, `delivered`) it mirrors that
+/// message's status, so a `failed` after `delivered` (which the message
+/// accepts: failed is terminal from any non-terminal status) fails the row
+/// too, whatever order the callbacks came in. Runs inside the transaction
+/// that changed the message (the send worker's record, a status callback).
+/// Returns the row's status after it, or `None` when the message belongs to
+/// no delivery.
 pub async fn sync_from_message(
     db: &impl GenericClient,
     message_id: Uuid,
@@ -146,7 +150,7 @@ pub async fn follow_message(
                updated_at = now() \
              from m \
              where d.message_id = m.id and m.next is not null and d.status <> m.next \
-               and (d.status = 'sending' or (d.status = 'sent' and m.next in ('delivered', 'failed'))) \
+               and d.status in ('sending', 'sent', 'delivered') \
              returning d.status",
         )
         .await
