@@ -23,7 +23,7 @@ export APP_ENV=development LOG_LEVEL=warn PORT="$port"
 export HMAC_SHARED_SECRET_INSTANTLY=bench-secret
 export HMAC_SHARED_SECRET_CALCOM=bench-calcom-secret
 # The runner mounts every function, so each needs its configuration.
-export JWT_SECRET=bench-jwt-secret TWILIO_AUTH_TOKEN=bench-twilio-token PUBLIC_BASE_URL="http://127.0.0.1:$port"
+export JWT_SECRET=bench-jwt-secret-0123456789abcdef01 TWILIO_AUTH_TOKEN=bench-twilio-token PUBLIC_BASE_URL="http://127.0.0.1:$port"
 export WEBHOOK_SECRET=bench-c2s-token
 export MEDIA_DIR="$PWD/.local/bench-media"
 export PG_POOL_MAX="${PG_POOL_MAX:-16}"

@@ -23,7 +23,7 @@ fi
 # Local defaults; anything already in the environment wins.
 export APP_ENV="${APP_ENV:-development}"
 export HMAC_SHARED_SECRET_INSTANTLY="${HMAC_SHARED_SECRET_INSTANTLY:-dev-instantly-secret}"
-export JWT_SECRET="${JWT_SECRET:-dev-jwt-secret}"
+export JWT_SECRET="${JWT_SECRET:-dev-jwt-secret-0123456789abcdef0123}"
 export HMAC_SHARED_SECRET_CALCOM="${HMAC_SHARED_SECRET_CALCOM:-dev-calcom-secret}"
 export TWILIO_AUTH_TOKEN="${TWILIO_AUTH_TOKEN:-dev-twilio-token}"
 # The Contact2Sale webhook token (X-Webhook-Token header or ?token= on the URL).

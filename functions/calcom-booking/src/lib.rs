@@ -43,6 +43,11 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
             signature: http::header(&req, "x-cal-signature-256"),
             body: http::body_bytes(&req),
         };
+        // Size and signature first, without a connection: a forged call costs
+        // no pool slot and no row, and gets 401 even while the database is down.
+        if let Err(err) = calcom::authenticate(&deps.verifier, &inbound) {
+            return http::error(&err);
+        }
         let mut client = match deps.pool.get().await {
             Ok(c) => c,
             Err(e) => {

@@ -106,11 +106,12 @@ impl Deps {
     }
 
     pub fn new(common: &CommonConfig, env: &Env) -> Result<Self, ConfigError> {
+        // At least 32 bytes unless APP_ENV=test (config::AppEnv::signing_key).
         let unsubscribe_secret = if common.app_env == AppEnv::Production {
-            Some(env.secret("UNSUBSCRIBE_SECRET")?)
+            Some(common.app_env.signing_key(env, "UNSUBSCRIBE_SECRET")?)
         } else {
             env.optional("UNSUBSCRIBE_SECRET")
-                .map(|_| env.secret("UNSUBSCRIBE_SECRET"))
+                .map(|_| common.app_env.signing_key(env, "UNSUBSCRIBE_SECRET"))
                 .transpose()?
         };
         Ok(Self {

@@ -1,11 +1,13 @@
 //! GET/POST /api/v1/crm/unsubscribe?token=…: the public unsubscribe link of
 //! every e-mail/SMS campaign message. The token (`crm_domain::unsubscribe`)
-//! is verified in constant time; a valid one records an opt-out for its
-//! contact and channel (source `unsubscribe_link`, audited with ids only)
-//! and answers a small confirmation page. Expired or invalid tokens get a
-//! 400 page; nothing is written. POST serves RFC 8058 one-click
-//! unsubscribe (`List-Unsubscribe-Post: List-Unsubscribe=One-Click`): the
-//! token comes in the query string, or as a `token` form field.
+//! is verified in constant time. GET only shows a confirmation form (mail
+//! gateways and link scanners pre-fetch links: a GET must never unsubscribe
+//! anyone); POST — that form, or RFC 8058 one-click
+//! (`List-Unsubscribe-Post: List-Unsubscribe=One-Click`) — records an
+//! opt-out for the token's contact and channel (source `unsubscribe_link`,
+//! audited with ids only) and answers a small confirmation page. The token
+//! comes in the query string, or as a `token` form field. Expired or
+//! invalid tokens get a 400 page; nothing is written.
 //!
 //! It works whatever the module switch says: recipients must always be able
 //! to opt out. Pages name no contact details, and the token is never logged.
@@ -19,12 +21,47 @@ use crm_platform::{api, http};
 use lambda_http::{Body, Request, Response};
 
 fn page(status: u16, title: &str, message: &str) -> Response<Body> {
+    html_page(status, title, &format!("<p>{message}</p>"))
+}
+
+/// Minimal HTML escaping for an attribute value (the token is base64url and
+/// dots, but it came from the URL).
+fn escape(raw: &str) -> String {
+    raw.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The GET answer: a button that POSTs the token back (nothing recorded yet).
+fn confirmation(token: &str, channel: &str) -> Response<Body> {
+    let words = channel_words(channel);
+    html_page(
+        200,
+        "Unsubscribe?",
+        &format!(
+            "<p>Do you want to stop receiving our {words}?</p>\
+             <form method=\"post\">\
+             <input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <button type=\"submit\">Unsubscribe</button></form>",
+            escape(token)
+        ),
+    )
+}
+
+fn html_page(status: u16, title: &str, inner: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"robots\" content=\"noindex\"><title>{title}</title></head>\
          <body style=\"font-family: sans-serif; max-width: 36rem; margin: 3rem auto; padding: 0 1rem\">\
-         <h1>{title}</h1><p>{message}</p></body></html>\n"
+         <h1>{title}</h1>{inner}</body></html>\n"
     );
     Response::builder()
         .status(status)
@@ -86,6 +123,9 @@ pub async fn handle(req: &Request, deps: &Deps) -> Response<Body> {
             return page(400, "Invalid link", "This unsubscribe link is not valid.");
         }
     };
+    if req.method() != lambda_http::http::Method::POST {
+        return confirmation(token.trim(), &claims.channel);
+    }
     let client = match deps.pool.get().await {
         Ok(c) => c,
         Err(e) => {

@@ -43,7 +43,28 @@ async fn a_valid_link_records_the_opt_out_once_with_an_id_only_audit() {
     )
     .await;
     let t = token(UNSUB_SECRET, ana, "email", Utc::now().timestamp() + 3600);
-    let a = call(&deps, page(&format!("/api/v1/crm/unsubscribe?token={t}"))).await;
+    // Issue 13: a GET (a mail gateway pre-fetching links) only shows a
+    // confirmation form; nothing is recorded until it is posted.
+    let shown = call(&deps, page(&format!("/api/v1/crm/unsubscribe?token={t}"))).await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    assert_eq!(shown.headers["content-type"], "text/html; charset=utf-8");
+    assert!(
+        shown.text.contains("<form method=\"post\""),
+        "{}",
+        shown.text
+    );
+    assert!(!shown.text.contains("You are unsubscribed"));
+    assert_eq!(count(&c, "select count(*) from opt_outs").await, 0);
+    assert_eq!(count(&c, "select count(*) from audit_log").await, 0);
+    let post = |t: &str| {
+        page(&format!("/api/v1/crm/unsubscribe?token={t}"))
+            .method("POST")
+            .raw_body(
+                "List-Unsubscribe=One-Click",
+                "application/x-www-form-urlencoded",
+            )
+    };
+    let a = call(&deps, post(&t)).await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
     assert!(a.text.contains("You are unsubscribed"));
@@ -60,7 +81,7 @@ async fn a_valid_link_records_the_opt_out_once_with_an_id_only_audit() {
         ("email".into(), "unsubscribe_link".into())
     );
     // A second click: still 200, nothing new.
-    let a = call(&deps, page(&format!("/api/v1/crm/unsubscribe?token={t}"))).await;
+    let a = call(&deps, post(&t)).await;
     assert_eq!(a.status, 200);
     assert!(a.text.contains("already unsubscribed"));
     assert_eq!(count(&c, "select count(*) from opt_outs").await, 1);

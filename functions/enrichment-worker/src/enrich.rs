@@ -210,11 +210,22 @@ pub(crate) async fn enrich(
     };
     let identity = Identity::resolve(by_phone.answer.as_ref(), by_email.answer.as_ref());
     if identity == Identity::NotFound {
-        let why = format!(
+        let mut why = format!(
             "no CPF found (phone: {}; e-mail: {})",
             english(by_phone.state),
             english(by_email.state)
         );
+        // Say when Diretrix did answer CPFs, but none passed the check digits.
+        let failing: u32 = [&by_phone.answer, &by_email.answer]
+            .into_iter()
+            .flatten()
+            .map(|a| a.invalid_cpfs)
+            .sum();
+        if failing > 0 {
+            why.push_str(&format!(
+                "; Diretrix returned {failing} CPF(s) that fail the check digits"
+            ));
+        }
         let mut reasons = gaps.clone();
         reasons.extend(info);
         reasons.push(why.clone());

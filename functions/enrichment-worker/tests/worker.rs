@@ -357,11 +357,15 @@ async fn no_cpf_found_fails_with_a_clear_message_and_posts_nothing() {
         Outcome::Done
     );
     let (status, error) = event_row(&pg, event).await;
+    // Issue 13: the CPF Diretrix did return fails its check digits; say so.
     assert_eq!(
         (status.as_str(), error.as_deref()),
         (
             "failed",
-            Some("no CPF found (phone: not found; e-mail: not found)")
+            Some(
+                "no CPF found (phone: not found; e-mail: not found); \
+                 Diretrix returned 1 CPF(s) that fail the check digits"
+            )
         )
     );
     assert!(m.work.received_requests().await.unwrap().is_empty());

@@ -44,6 +44,11 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
             x_webhook_secret: http::header(&req, "x-webhook-secret"),
             body: http::body_bytes(&req),
         };
+        // Size and signature first, without a connection: a forged call costs
+        // no pool slot and no row, and gets 401 even while the database is down.
+        if let Err(err) = instantly::authenticate(&deps.verifier, &inbound) {
+            return http::error(&err);
+        }
         let client = match deps.pool.get().await {
             Ok(c) => c,
             Err(e) => {

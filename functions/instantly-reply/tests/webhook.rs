@@ -200,26 +200,8 @@ async fn bad_signature_is_401_recorded_as_rejected_and_writes_nothing_else() {
         json!({"error": "invalid signature", "code": "signature_invalid"})
     );
     let pg = db.client().await;
-    let row = pg
-        .query_one(
-            "select status, http_status, error_code, idempotency_key, payload from webhook_events",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "rejected");
-    assert_eq!(row.get::<_, i32>(1), 401);
-    assert_eq!(row.get::<_, String>(2), "signature_invalid");
-    assert_eq!(
-        row.get::<_, Option<String>>(3),
-        None,
-        "a forged call never claims a key"
-    );
-    assert_eq!(
-        row.get::<_, Option<Value>>(4),
-        None,
-        "an unauthenticated body is not stored"
-    );
+    // A forged call is a log line, never a row: no key claimed, no body kept (issue 13).
+    assert_eq!(count(&pg, "select count(*) from webhook_events").await, 0);
     assert_eq!(count(&pg, "select count(*) from contacts").await, 0);
 
     // The real event with the same key still goes through afterwards.
@@ -285,7 +267,11 @@ async fn caller_errors_map_to_400_413_415_422_and_are_recorded() {
             "validation_failed",
         ),
     ];
-    let n = cases.len() as i64;
+// Refusals before authentication (401, 413) are a log line, never a row (issue 13).
+    let n = cases
+        .iter()
+        .filter(|c| c.1 != 401 && c.1 != 413)
+        .count() as i64;
     for (req, want, code) in cases {
         let (status, body) = send(&deps, req).await;
         assert_eq!(status, want, "{body}");
@@ -323,27 +309,49 @@ async fn same_key_with_a_different_body_is_422() {
 }
 
 #[tokio::test]
-async fn idempotency_key_header_wins_over_the_payload_id() {
+async fn a_fresh_idempotency_header_does_not_replay_a_signed_payload() {
+    // Issue 13: the header is not signed; the payload names its own event.
     let db = TestDb::new().await;
     let deps = deps(&db);
     let body = native_body().to_string();
+    let pg = db.client().await;
     let (s1, b1) = send(
         &deps,
         native_with(&body, &[("idempotency-key", Some("hdr-1"))]),
     )
     .await;
+    let activities = count(&pg, "select count(*) from activities").await;
     let (s2, b2) = send(
         &deps,
         native_with(&body, &[("idempotency-key", Some("hdr-2"))]),
     )
     .await;
-    assert_eq!((s1, s2), (200, 200));
-    assert_eq!(b1["idempotency_key"], "hdr-1");
+    assert_eq!((s1, s2), (200, 409), "{b2}");
+    assert_eq!(b2["code"], "duplicate_event");
+    assert_ne!(b1["idempotency_key"], "hdr-1", "the payload's own key");
     assert_eq!(
-        b2["contact_id"], b1["contact_id"],
-        "same person, one contact"
+        count(&pg, "select count(*) from activities").await,
+        activities,
+        "no duplicate activities"
     );
-    assert_eq!(b2["deal_id"], b1["deal_id"], "one open deal per contact");
+}
+
+#[tokio::test]
+async fn the_header_keys_only_a_payload_without_its_own_identity() {
+    let db = TestDb::new().await;
+    let deps = deps(&db);
+    let mut body = native_body();
+    let obj = body.as_object_mut().unwrap();
+    obj.remove("email_id");
+    obj.remove("timestamp");
+    let body = body.to_string();
+    let (s1, b1) = send(
+        &deps,
+        native_with(&body, &[("idempotency-key", Some("hdr-1"))]),
+    )
+    .await;
+    assert_eq!(s1, 200, "{b1}");
+    assert_eq!(b1["idempotency_key"], "hdr-1");
 }
 
 #[tokio::test]

@@ -344,7 +344,8 @@ async fn debug_messages_match_phone_variants_like_the_webhook() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["contacts"][0]["id"], json!(br));
     assert_eq!(ids(&body["messages"]), vec![m_new, m]);
-    // Turkish national format; then the last 10 digits of a legacy spelling.
+    // Turkish national format; then a legacy spelling with the trunk 0 kept
+    // (another country's number with the same last 10 digits is not a match).
     let (_, body) = call(
         &d,
         "GET",
@@ -355,7 +356,8 @@ async fn debug_messages_match_phone_variants_like_the_webhook() {
     )
     .await;
     assert_eq!(body["contacts"][0]["id"], json!(tr));
-    let legacy = contact(&pg, Some("+15321234568"), None).await;
+    let legacy = contact(&pg, Some("+9005321234568"), None).await;
+    contact(&pg, Some("+15321234568"), None).await;
     let (_, body) = call(
         &d,
         "GET",

@@ -31,7 +31,7 @@ use crm_domain::{
     webhooks_out::{SigningKey, Verdict},
 };
 use crm_platform::{
-    config::{ConfigError, Env},
+    config::{AppEnv, ConfigError, Env},
     email::SesConfig,
 };
 use serde_json::json;
@@ -68,7 +68,8 @@ impl CampaignConfig {
         let links = match env.optional(UNSUBSCRIBE_SECRET) {
             None => None,
             Some(_) => {
-                let secret: Secret = env.secret(UNSUBSCRIBE_SECRET)?;
+                // At least 32 bytes unless APP_ENV=test (docs/security.md).
+                let secret: Secret = AppEnv::from_env(env)?.signing_key(env, UNSUBSCRIBE_SECRET)?;
                 let base = env.required(PUBLIC_BASE_URL).map_err(|_| {
                     err(
                         PUBLIC_BASE_URL,
@@ -470,19 +471,26 @@ mod tests {
 
     #[test]
     fn links_need_a_base_url_and_a_sane_ttl() {
-        let e = load(&[(UNSUBSCRIBE_SECRET, "s3cret-unsub")]).unwrap_err();
+        let e = load(&[(UNSUBSCRIBE_SECRET, "s3cret-unsub-0123456789abcdef-0123")]).unwrap_err();
         assert_eq!(e.name, PUBLIC_BASE_URL);
         let c = load(&[
-            (UNSUBSCRIBE_SECRET, "s3cret-unsub"),
+            (UNSUBSCRIBE_SECRET, "s3cret-unsub-0123456789abcdef-0123"),
             (PUBLIC_BASE_URL, "https://crm.example.com/"),
         ])
         .unwrap();
+        let short = load(&[
+            (UNSUBSCRIBE_SECRET, "s3cret-unsub"),
+            (PUBLIC_BASE_URL, "https://crm.example.com/"),
+            ("APP_ENV", "staging"),
+        ])
+        .unwrap_err();
+        assert_eq!(short.name, UNSUBSCRIBE_SECRET, "a short key outside test");
         let links = c.links.unwrap();
         assert_eq!(links.base_url, "https://crm.example.com");
         assert_eq!(links.ttl, Duration::from_secs(90 * 86_400));
         assert!(!format!("{links:?}").contains("s3cret"));
         let e = load(&[
-            (UNSUBSCRIBE_SECRET, "s3cret-unsub"),
+            (UNSUBSCRIBE_SECRET, "s3cret-unsub-0123456789abcdef-0123"),
             (PUBLIC_BASE_URL, "https://crm.example.com"),
             (UNSUBSCRIBE_TTL_DAYS, "0"),
         ])

@@ -214,16 +214,19 @@ async fn known_contacts_are_matched_in_tr_and_br_spellings() {
         ("+905321234567", "+905321234567", "TR"),
         ("+905321234567", "whatsapp:+905321234567", "TR"),
         ("+905321234567", "05321234567", "TR"),
-        ("+905321234567", "905321234567", "BR"),
+        ("+905321234567", "+90 532 123 45 67", "BR"),
         ("+5511987654321", "whatsapp:+5511987654321", "BR"),
         // Stored with the 9th digit, sent without it (an old WhatsApp id).
         ("+5511987654321", "whatsapp:+551187654321", "TR"),
         // Stored without it, sent with it.
         ("+551187654321", "+5511987654321", "BR"),
         ("+5511987654321", "(11) 98765-4321", "BR"),
-        // Same last 10 digits under another country code: the only candidate.
-        ("+15321234567", "+905321234567", "TR"),
+        // Stored with the trunk 0 kept after the country code.
+        ("+9005321234567", "+905321234567", "TR"),
     ];
+    // Digits without `+` are read in the function's region first: in BR,
+    // `905321234567` is the Brazilian +55 53 2123-4567 (carrier code 90),
+    // not the Turkish number, and so no longer matches it (docs/security.md).
     for (i, (stored, from, region)) in table.iter().enumerate() {
         let db = TestDb::new().await;
         let pg = db.client().await;
@@ -265,6 +268,68 @@ async fn an_exact_match_wins_and_an_ambiguous_last_ten_digits_match_is_no_match(
         .unwrap()
         .get(0);
     assert_eq!(phone, "+905551234567");
+}
+
+#[tokio::test]
+async fn the_same_last_ten_digits_in_another_country_is_another_person() {
+    // Issue 13: a valid Chinese mobile ends in a Turkish contact's 10 digits.
+    let db = TestDb::new().await;
+    let pg = db.client().await;
+    let deps = deps(&db);
+    let turkish = contact(&pg, "+905321234567", "Turkish contact").await;
+    accepted(&deps, inbound("SM01", "+8615321234567", "STOP")).await;
+    let (id, leads) = matched(&pg, "SM01").await;
+    assert_ne!(
+        id, turkish,
+        "the Chinese sender does not take over the thread"
+    );
+    assert_eq!(leads, 1, "it becomes a new unregistered lead");
+    assert_eq!(
+        count(
+            &pg,
+            &format!("select count(*) from opt_outs where contact_id = '{turkish}'")
+        )
+        .await,
+        0,
+        "the Turkish contact is not opted out"
+    );
+    // The only candidate with those digits elsewhere is not a match either.
+    let db = TestDb::new().await;
+    let pg = db.client().await;
+    let american = contact(&pg, "+15321234567", "US contact").await;
+    accepted(&deps_in(&db, "TR"), inbound("SM02", "+905321234567", "Oi")).await;
+    assert_ne!(matched(&pg, "SM02").await.0, american);
+}
+
+#[tokio::test]
+async fn keywords_act_only_on_an_exact_e164_match() {
+    let db = TestDb::new().await;
+    let pg = db.client().await;
+    let deps = deps(&db);
+    // Stored without the 9th digit; the sender's E.164 has it: same person, not exact.
+    let stored = contact(&pg, "+551187654321", "Variant").await;
+    accepted(&deps, inbound("SM01", "whatsapp:+5511987654321", "STOP")).await;
+    assert_eq!(
+        matched(&pg, "SM01").await,
+        (stored, 0),
+        "the thread is theirs"
+    );
+    assert_eq!(
+        count(&pg, "select count(*) from opt_outs").await,
+        0,
+        "but STOP from another spelling opts nobody out"
+    );
+    // An exact match does.
+    let exact = contact(&pg, "+905321234567", "Exact").await;
+    accepted(&deps, inbound("SM02", "+905321234567", "STOP")).await;
+    assert_eq!(
+        count(
+            &pg,
+            &format!("select count(*) from opt_outs where contact_id = '{exact}'")
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test]

@@ -186,9 +186,9 @@ fn print_banner(port: u16, table: &routes::Table) {
         "  curl -s -X POST {base}/crm/webhooks/instantly/reply \\\n    -H 'Content-Type: application/json' \\\n    -H \"X-Webhook-Secret: ${{HMAC_SHARED_SECRET_INSTANTLY:-dev-instantly-secret}}\" \\\n    -d '{{\"event\":\"reply_received\",\"lead\":{{\"email\":\"jane@example.com\",\"full_name\":\"Jane Doe\"}},\"message\":{{\"text\":\"Interested! Can we book a call?\",\"subject\":\"Re: hello\"}},\"idempotency_key\":\"demo-1\"}}'\n"
     );
     println!(
-        "Try the CRM API with a development token (`make run` defaults JWT_SECRET to dev-jwt-secret):"
+        "Try the CRM API with a development token (`make run` defaults JWT_SECRET to dev-jwt-secret-0123456789abcdef0123):"
     );
     println!(
-        "  TOKEN=$(JWT_SECRET=dev-jwt-secret cargo run -q -p crm-actions --bin mint-token -- --sub alice --role admin)\n  curl -s {base}/crm/deals -H \"Authorization: Bearer $TOKEN\"\n"
+        "  TOKEN=$(JWT_SECRET=dev-jwt-secret-0123456789abcdef0123 cargo run -q -p crm-actions --bin mint-token -- --sub alice --role admin)\n  curl -s {base}/crm/deals -H \"Authorization: Bearer $TOKEN\"\n"
     );
 }

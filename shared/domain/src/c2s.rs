@@ -52,6 +52,14 @@ pub struct Inbound<'a> {
     pub body: &'a [u8],
 }
 
+/// The checks that need no database, run by the handler before it takes a
+/// connection: size (413) and token (401); logged, never written.
+pub fn authenticate(verifier: &Verifier, req: &Inbound<'_>) -> Result<(), WebhookError> {
+    crate::fields::authenticate(Source::C2s, req.body, MAX_BODY_BYTES, |b| {
+        verifier.verify_token(b, req.header_token, req.query_token)
+    })
+}
+
 /// Runs the webhook. Whole-call refusals are recorded as rejections and
 /// returned; per-element outcomes are in the 200 answer. Each accepted
 /// element's job `message_id` is pushed to `enqueued` once its statement

@@ -39,6 +39,14 @@ pub struct Inbound<'a> {
     pub body: &'a [u8],
 }
 
+/// The checks that need no database, run by the handler before it takes a
+/// connection: size (413) and signature (401); logged, never written.
+pub fn authenticate(verifier: &Verifier, req: &Inbound<'_>) -> Result<(), WebhookError> {
+    crate::fields::authenticate(Source::Calcom, req.body, MAX_BODY_BYTES, |b| {
+        verifier.verify_hex_hmac(b, req.signature)
+    })
+}
+
 /// Runs the webhook. Caller faults are recorded as rejections, our faults as
 /// failures (retryable under the same key); both are then returned.
 pub async fn receive<C: GenericClient>(
@@ -75,9 +83,12 @@ async fn accept<C: GenericClient>(
     )?;
     seen.event_type = payload::trigger_name(&payload);
     let event = payload::parse(&payload)?;
-    let key = match header_key {
-        Some(k) => k,
-        None => natural_key(&event, &hash)?,
+    // The `Idempotency-Key` header is not signed: a booking's uid and
+    // trigger are its key whatever the header says; the header may only
+    // name an event without a uid (issue 13).
+    let key = match (event.uid(), header_key) {
+        (None, Some(k)) => k,
+        _ => natural_key(&event, &hash)?,
     };
     seen.key = Some(key.clone());
     seen.payload = Some(payload.clone());
@@ -109,11 +120,7 @@ async fn accept<C: GenericClient>(
 
 /// `calcom:<uid>:<triggerEvent>`; a trigger that names no booking (PING) is keyed by its body's hash.
 pub fn natural_key(event: &Event, hash: &PayloadHash) -> Result<IdempotencyKey, WebhookError> {
-    let uid = match event {
-        Event::Booking(b) => Some(b.uid.as_str()),
-        Event::Other { uid, .. } => uid.as_deref(),
-    };
-    let raw = match uid {
+    let raw = match event.uid() {
         Some(uid) => format!("calcom:{uid}:{}", event.trigger()),
         None => format!("sha256:{}", hash.as_str()),
     };

@@ -75,6 +75,73 @@ pub fn timestamp(
         .transpose()
 }
 
+/// The one rule for U+0000 in untrusted text (docs/security.md, "NUL"):
+/// PostgreSQL cannot store it in `text` or `jsonb`, so it is removed from
+/// every string and object key of a body (JSON webhooks, API bodies, the
+/// Twilio form, query strings) at the edge, before hashing or validation.
+pub fn strip_nul(value: &mut Value) {
+    match value {
+        Value::String(s) => strip_nul_str(s),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                for (mut k, v) in old {
+                    strip_nul_str(&mut k);
+                    map.insert(k, v);
+                }
+            }
+            map.values_mut().for_each(strip_nul);
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// [`strip_nul`] for one string.
+pub fn strip_nul_str(s: &mut String) {
+    if s.contains('\0') {
+        s.retain(|c| c != '\0');
+    }
+}
+
+/// A web address a person may click: `http://` or `https://` (or a bare
+/// host such as `acme.com.br`, read as https) with a host that has a dot,
+/// no whitespace, no credentials. `javascript:`, `data:` and the like never
+/// pass.
+pub fn is_web_address(raw: &str) -> bool {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let lower = raw.to_ascii_lowercase();
+    let rest = match lower.split_once("://") {
+        Some(("http" | "https", rest)) => rest,
+        Some(_) => return false,
+        // No scheme: a bare host, but nothing that looks like `scheme:`.
+        None if lower.contains(':')
+            && !lower
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or("")
+                .contains('.') =>
+        {
+            return false;
+        }
+        None => lower.as_str(),
+    };
+    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host_port.contains('@') {
+        return false;
+    }
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    host.contains('.')
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+}
+
 /// At most `max` characters, cut on a character boundary.
 pub fn clip(s: impl AsRef<str>, max: usize) -> String {
     let s = s.as_ref();
@@ -82,6 +149,26 @@ pub fn clip(s: impl AsRef<str>, max: usize) -> String {
         Some((cut, _)) => s[..cut].to_string(),
         None => s.to_string(),
     }
+}
+
+/// Size (413) then authenticity (401) of a raw webhook body, without the
+/// database: what every webhook handler runs before it takes a connection.
+/// A refusal is noted as a log line (`webhook_events::note_unauthenticated`).
+pub fn authenticate<'b>(
+    source: crate::db::webhook_events::Source,
+    body: &'b [u8],
+    limit: usize,
+    check: impl FnOnce(&'b [u8]) -> Result<Verified<&'b [u8]>, AuthError>,
+) -> Result<(), WebhookError> {
+    let outcome = if body.len() > limit {
+        Err(WebhookError::PayloadTooLarge { limit })
+    } else {
+        check(body).map(drop).map_err(WebhookError::Unauthorized)
+    };
+    if let Err(err) = &outcome {
+        crate::db::webhook_events::note_unauthenticated(source, err);
+    }
+    outcome
 }
 
 /// A JSON webhook body that passed the checks every JSON webhook runs.
@@ -118,8 +205,9 @@ pub fn open_json<'b>(
         .transpose()?;
     seen.key = header_key.clone();
     require_json(content_type)?;
-    let payload: Value = serde_json::from_slice(body)
+    let mut payload: Value = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Malformed(format!("body is not valid JSON: {e}")))?;
+    strip_nul(&mut payload);
     let hash = PayloadHash::of_json(&payload);
     seen.hash = Some(hash.clone());
     Ok(OpenedJson {
@@ -139,6 +227,43 @@ mod tests {
         assert!(require_json(Some("Application/JSON; charset=utf-8")).is_ok());
         assert!(require_json(Some("text/plain")).is_err());
         assert!(require_json(None).is_err());
+    }
+
+    #[test]
+    fn nul_is_stripped_from_every_string_and_key() {
+        let mut v: Value = serde_json::from_str(
+            r#"{"a\u0000b": ["x\u0000", {"n": "\u0000\u0000"}], "t": "ok", "k": 1}"#,
+        )
+        .unwrap();
+        strip_nul(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"ab": ["x", {"n": ""}], "t": "ok", "k": 1})
+        );
+    }
+
+    #[test]
+    fn web_addresses_are_http_or_https_with_a_host() {
+        for ok in [
+            "https://acme.com",
+            "http://acme.com.br/x?y=1",
+            "acme.com",
+            "www.acme.io:8080/p",
+        ] {
+            assert!(is_web_address(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript://acme.com/%0aalert(1)",
+            "data:text/html,x",
+            "https://",
+            "https://user:pw@acme.com",
+            "ftp://acme.com",
+            "acme",
+            "https://acme .com",
+        ] {
+            assert!(!is_web_address(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -76,6 +76,15 @@ pub enum Event {
     },
 }
 
+/// The checks that need no database, run by the handler before it takes a
+/// connection: size (413) and signature (401). A refusal here is logged
+/// (`webhook_events::note_unauthenticated`), never written.
+pub fn authenticate(verifier: &Verifier, req: &Inbound<'_>) -> Result<(), WebhookError> {
+    crate::fields::authenticate(Source::Instantly, req.body, MAX_BODY_BYTES, |b| {
+        verifier.verify_instantly(b, req.x_signature, req.x_webhook_secret)
+    })
+}
+
 /// Runs the webhook. Caller faults are recorded as rejections, our faults as
 /// failures (retryable under the same key); both are then returned.
 pub async fn receive(
@@ -118,15 +127,17 @@ async fn accept(
         } => (event_type.clone(), natural_key.clone()),
     };
     seen.event_type = Some(event_type.clone());
-    let key = match header_key {
-        Some(k) => k,
-        None => match natural_key {
-            Some(raw) => IdempotencyKey::parse(&raw)
-                .map_err(|r| WebhookError::validation("idempotency_key", r))?,
-            // Nothing identifies the event: identical bodies are the same event.
-            None => IdempotencyKey::parse(&format!("sha256:{}", hash.as_str()))
-                .expect("a hash is a valid key"),
-        },
+    // The signature covers the body, not the `Idempotency-Key` header: a
+    // payload that names its own event is keyed by that identity, so a
+    // captured body re-sent with a fresh header is a replay (issue 13). The
+    // header may only name a payload that has no identity of its own.
+    let key = match (natural_key, header_key) {
+        (Some(raw), _) => IdempotencyKey::parse(&raw)
+            .map_err(|r| WebhookError::validation("idempotency_key", r))?,
+        (None, Some(k)) => k,
+        // Nothing identifies the event: identical bodies are the same event.
+        (None, None) => IdempotencyKey::parse(&format!("sha256:{}", hash.as_str()))
+            .expect("a hash is a valid key"),
     };
     seen.key = Some(key.clone());
     seen.payload = Some(payload.clone());
@@ -268,7 +279,10 @@ fn parse_seed(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
         first_name: None,
         last_name: None,
         company: text(lead, "company_name", "lead.company_name")?.map(|s| clip(s, 200)),
-        website: text(lead, "website", "lead.website")?.map(|s| clip(s, 500)),
+        // A website that is not http(s) with a host (`javascript:`…) is dropped, not stored.
+        website: text(lead, "website", "lead.website")?
+            .filter(|w| crate::fields::is_web_address(w))
+            .map(|s| clip(s, 500)),
         text: body.to_string(),
         subject: text(message, "subject", "message.subject")?.map(|s| clip(s, 500)),
         received_at: timestamp(message, "received_at", "message.received_at")?
@@ -328,7 +342,9 @@ fn parse_native(obj: &Map<String, Value>) -> Result<Event, WebhookError> {
         first_name,
         last_name,
         company: text(obj, "company_name", "company_name")?.map(|s| clip(s, 200)),
-        website: text(obj, "website", "website")?.map(|s| clip(s, 500)),
+        website: text(obj, "website", "website")?
+            .filter(|w| crate::fields::is_web_address(w))
+            .map(|s| clip(s, 500)),
         text: body.to_string(),
         subject: text(obj, "reply_subject", "reply_subject")?.map(|s| clip(s, 500)),
         received_at: timestamp(obj, "timestamp", "timestamp")?.unwrap_or_else(Utc::now),

@@ -84,22 +84,28 @@ impl PhoneE164 {
         }
     }
 
-    /// The spellings a stored contact may carry for this number: itself, and
-    /// for a Brazilian mobile the form without the 9th digit.
+    /// The spellings a stored contact may carry for this same number, all
+    /// inside its own country (docs/security.md, "Phone variants"): itself,
+    /// the trunk 0 kept after the country code (`+90 0532…`), and for a
+    /// Brazilian mobile the form without the 9th digit. Never another
+    /// country's number with the same last digits.
     pub fn variants(&self) -> Vec<String> {
         let mut out = vec![self.0.clone()];
+        if let Ok(number) = phonenumber::parse(None, &self.0) {
+            let code = number.code().value();
+            let national = number.national().value();
+            let with_trunk = format!("+{code}0{national}");
+            // The stored form is `+` and at most 15 digits (migrations/V1).
+            if with_trunk.len() <= 16 && with_trunk != self.0 {
+                out.push(with_trunk);
+            }
+        }
         let digits = &self.0[1..];
         // +55 DD 9XXXXXXXX: 13 digits with a 9 after the area code.
         if digits.len() == 13 && digits.starts_with("55") && digits.as_bytes()[4] == b'9' {
             out.push(format!("+{}{}", &digits[..4], &digits[5..]));
         }
         out
-    }
-
-    /// The last `n` digits (all of them when shorter): the loosest match a number allows.
-    pub fn last_digits(&self, n: usize) -> &str {
-        let digits = &self.0[1..];
-        &digits[digits.len().saturating_sub(n)..]
     }
 }
 
@@ -202,11 +208,22 @@ mod tests {
     #[test]
     fn brazilian_mobiles_also_match_without_the_ninth_digit() {
         let br = PhoneE164::parse("+5511987654321", tr()).unwrap();
-        assert_eq!(br.variants(), ["+5511987654321", "+551187654321"]);
+        assert_eq!(
+            br.variants(),
+            ["+5511987654321", "+55011987654321", "+551187654321"]
+        );
         let tr_mobile = PhoneE164::parse("+905321234567", tr()).unwrap();
-        assert_eq!(tr_mobile.variants(), ["+905321234567"]);
-        assert_eq!(tr_mobile.last_digits(10), "5321234567");
-        assert_eq!(br.last_digits(10), "1987654321");
+        assert_eq!(tr_mobile.variants(), ["+905321234567", "+9005321234567"]);
+    }
+
+    #[test]
+    fn variants_never_leave_the_country() {
+        // +86 153 2123 4567 ends in the same 10 digits as +90 532 123 4567.
+        let cn = PhoneE164::parse("+8615321234567", tr()).unwrap();
+        for v in cn.variants() {
+            assert!(v.starts_with("+86"), "{v}");
+        }
+        assert!(!cn.variants().contains(&"+905321234567".to_string()));
     }
 
     #[test]

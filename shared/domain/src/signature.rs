@@ -61,8 +61,9 @@ impl Verifier {
                     .then_some(Verified(body))
                     .ok_or(AuthError::Invalid)
             }
-            (None, Some(shared)) => secret
-                .matches(shared.trim().as_bytes())
+            // Both sides hashed first: the comparison takes the same time
+            // whatever the candidate's length (no length leak).
+            (None, Some(shared)) => digests_equal(secret, shared.trim())
                 .then_some(Verified(body))
                 .ok_or(AuthError::Invalid),
             (None, None) => Err(AuthError::Missing),
@@ -125,14 +126,21 @@ impl Verifier {
             Verifier::Secret(secret) => secret,
         };
         let candidate = header.or(query).map(str::trim).ok_or(AuthError::Missing)?;
-        let digest = |b: &[u8]| <Sha256 as sha2::Digest>::digest(b);
-        let equal: bool = subtle::ConstantTimeEq::ct_eq(
-            digest(secret.expose().as_bytes()).as_slice(),
-            digest(candidate.as_bytes()).as_slice(),
-        )
-        .into();
-        equal.then_some(Verified(body)).ok_or(AuthError::Invalid)
+        digests_equal(secret, candidate)
+            .then_some(Verified(body))
+            .ok_or(AuthError::Invalid)
     }
+}
+
+/// A static secret against a candidate, in constant time over fixed-size
+/// SHA-256 digests, so neither the content nor the length leaks.
+fn digests_equal(secret: &Secret, candidate: &str) -> bool {
+    let digest = |b: &[u8]| <Sha256 as sha2::Digest>::digest(b);
+    subtle::ConstantTimeEq::ct_eq(
+        digest(secret.expose().as_bytes()).as_slice(),
+        digest(candidate.as_bytes()).as_slice(),
+    )
+    .into()
 }
 
 /// Constant-time comparison of a hex HMAC-SHA256 (either case) against the body.

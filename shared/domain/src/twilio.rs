@@ -4,8 +4,9 @@
 //! transaction keyed by the `MessageSid` (plus the status for callbacks).
 //!
 //! Checks run in the other webhooks' order: size (413), signature (401),
-//! content type (415), form decoding (400), fields (422). Refusals are
-//! recorded in `webhook_events` as they are for the others. Once
+//! content type (415), form decoding (400), fields (422). Refusals after
+//! authentication are recorded in `webhook_events` as they are for the
+//! others; refusals before it are a log line (docs/security.md). Once
 //! authenticated, Twilio is answered 200 with empty TwiML — replays
 //! included, since Twilio treats any other status as a failed delivery.
 
@@ -43,6 +44,14 @@ pub struct Inbound<'a> {
     /// The URL Twilio called: `PUBLIC_BASE_URL` + path + `?query`.
     pub url: &'a str,
     pub body: &'a [u8],
+}
+
+/// The checks that need no database, run by the handler before it takes a
+/// connection: size (413) and signature (401); logged, never written.
+pub fn authenticate(verifier: &Verifier, req: &Inbound<'_>) -> Result<(), WebhookError> {
+    crate::fields::authenticate(Source::Twilio, req.body, MAX_BODY_BYTES, |b| {
+        verifier.verify_twilio(req.url, b, req.signature)
+    })
 }
 
 /// Runs the webhook. `Ok` carries the receipt's answer (ids, for logs; the

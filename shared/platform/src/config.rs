@@ -87,7 +87,41 @@ pub enum AppEnv {
     Test,
 }
 
+/// Signing keys (JWT, unsubscribe links) shorter than this are refused in
+/// every environment but `test` (docs/security.md).
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+
 impl AppEnv {
+    /// `DEV_SIGNATURE_BYPASS` is honoured only here.
+    pub fn allows_signature_bypass(self) -> bool {
+        matches!(self, Self::Development | Self::Test)
+    }
+
+    /// Whether a signing key must be at least [`MIN_SIGNING_KEY_BYTES`] long.
+    pub fn enforces_key_length(self) -> bool {
+        self != Self::Test
+    }
+
+    /// A signing key (`JWT_SECRET`, `UNSUBSCRIBE_SECRET`): required, and at
+    /// least [`MIN_SIGNING_KEY_BYTES`] long unless `APP_ENV=test`.
+    pub fn signing_key(self, env: &Env, name: &str) -> Result<Secret, ConfigError> {
+        let secret = env.secret(name)?;
+        if self.enforces_key_length() && secret.expose().len() < MIN_SIGNING_KEY_BYTES {
+            return Err(err(
+                name,
+                format!(
+                    "must be at least {MIN_SIGNING_KEY_BYTES} bytes (only APP_ENV=test accepts shorter)"
+                ),
+            ));
+        }
+        Ok(secret)
+    }
+
+    /// Reads `APP_ENV` alone (unset: production).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::parse(env)
+    }
+
     fn parse(env: &Env) -> Result<Self, ConfigError> {
         // Unset means production: the safe default for anything deployed.
         match env
@@ -277,10 +311,10 @@ impl CommonConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let app_env = AppEnv::parse(env)?;
         let dev_signature_bypass = env.bool("DEV_SIGNATURE_BYPASS", false)?;
-        if dev_signature_bypass && app_env == AppEnv::Production {
+        if dev_signature_bypass && !app_env.allows_signature_bypass() {
             return Err(err(
                 "DEV_SIGNATURE_BYPASS",
-                "is refused when APP_ENV=production",
+                "is accepted only with APP_ENV=development or test",
             ));
         }
         Ok(Self {
@@ -333,6 +367,47 @@ mod tests {
         ]))
         .unwrap();
         assert!(ok.dev_signature_bypass);
+    }
+
+    #[test]
+    fn bypass_is_refused_in_staging_and_accepted_only_in_development_and_test() {
+        for (app_env, accepted) in [
+            ("staging", false),
+            ("production", false),
+            ("development", true),
+            ("test", true),
+        ] {
+            let got = CommonConfig::from_env(&Env::from_pairs([
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("DEV_SIGNATURE_BYPASS", "true"),
+                ("APP_ENV", app_env),
+            ]));
+            match got {
+                Ok(c) => assert!(accepted && c.dev_signature_bypass, "{app_env}"),
+                Err(e) => assert!(!accepted && e.name == "DEV_SIGNATURE_BYPASS", "{app_env}"),
+            }
+        }
+    }
+
+    #[test]
+    fn signing_keys_are_long_everywhere_but_test() {
+        let short = Env::from_pairs([("JWT_SECRET", "short-secret")]);
+        let long_key = "k".repeat(MIN_SIGNING_KEY_BYTES);
+        let long = Env::from_pairs([("JWT_SECRET", long_key.as_str())]);
+        for app_env in [AppEnv::Production, AppEnv::Staging, AppEnv::Development] {
+            assert_eq!(
+                app_env.signing_key(&short, "JWT_SECRET").unwrap_err().name,
+                "JWT_SECRET",
+                "{app_env:?}"
+            );
+            assert!(app_env.signing_key(&long, "JWT_SECRET").is_ok());
+        }
+        assert!(AppEnv::Test.signing_key(&short, "JWT_SECRET").is_ok());
+        assert!(
+            AppEnv::Test
+                .signing_key(&Env::default(), "JWT_SECRET")
+                .is_err()
+        );
     }
 
     #[test]

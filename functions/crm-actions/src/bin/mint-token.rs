@@ -1,7 +1,7 @@
 //! DEVELOPMENT TOOL. Prints a bearer token for the CRM API, signed with
 //! `JWT_SECRET`, for any `sub` and role, without a `users` row or a password.
 //!
-//!     JWT_SECRET=dev-jwt-secret cargo run -q -p crm-actions --bin mint-token -- \
+//!     JWT_SECRET=dev-jwt-secret-0123456789abcdef0123 cargo run -q -p crm-actions --bin mint-token -- \
 //!         --sub alice --role admin --caps can_use_crm --ttl 900
 //!
 //! Defaults: `--sub dev-user --role member --ttl 900` (seconds; at most

@@ -5,8 +5,8 @@
 //! lead's phones names (`customer_phone`, `phone2`, `phone_global`: the
 //! numbers the contact hash covers), matched exactly as the Twilio webhook
 //! matches a sender — `PhoneE164::parse_sender` then
-//! `twilio::store::find_contact` (exact E.164, its other spellings, then the
-//! last 10 digits when they name exactly one contact). Those two functions
+//! `twilio::store::find_contact` (exact E.164 or its other spellings in the
+//! same country, docs/security.md "Phone variants"). Those two functions
 //! are called, not copied, so a change to the Twilio rules applies here too.
 //! Lead phones are read in Brazil (`+55`) when they carry no country code:
 //! C2S is a Brazilian CRM and the enrichment worker reads them the same way.
@@ -77,7 +77,7 @@ pub async fn contact_for_lead(
         }
     }
     for phone in lead_phones(lead) {
-        if let Some(id) = find_contact(db, &phone).await? {
+        if let Some((id, _)) = find_contact(db, &phone).await? {
             return Ok(Some((id, LinkedBy::Phone)));
         }
     }
@@ -91,7 +91,7 @@ pub const CONTACT_LEADS_LIMIT: i64 = 50;
 /// [`CONTACT_LEADS_LIMIT`] candidates): leads sharing the contact's e-mail
 /// or the last 8 digits of its phone — a superset of what the rule can
 /// match, since every spelling the Twilio matching tries (the number, its
-/// Brazilian 9th-digit twin, its last 10 digits) ends in the same 8 — each
+/// trunk-0 and Brazilian 9th-digit spellings) ends in the same 8 — each
 /// then checked with [`contact_for_lead`], so the forward rule alone decides.
 pub async fn leads_for_contact(
     db: &impl GenericClient,

@@ -110,11 +110,25 @@ impl LeadEvent {
     /// The element as stored and hashed, whatever its wrapping:
     /// `{"id", "hook_action", "attributes"}`. The same event re-sent in
     /// another wrapping is therefore the same payload.
+    ///
+    /// `created_at` and `updated_at` are hashed as the instant they name
+    /// (RFC 3339 UTC), so the same instant written two ways
+    /// (`2025-03-12 09:15:44 -0300`, `2025-03-12T12:15:44Z`) is the same
+    /// payload: a duplicate, not a reused key.
     pub fn canonical(&self) -> Value {
+        let mut attributes = self.attributes.clone();
+        for (key, at) in [
+            ("created_at", self.lead.created_at),
+            ("updated_at", self.lead.updated_at),
+        ] {
+            if let Some(at) = at {
+                attributes.insert(key.into(), Value::String(rfc3339_utc(at)));
+            }
+        }
         json!({
             "id": self.lead_id,
             "hook_action": self.hook_action.as_str(),
-            "attributes": self.attributes,
+            "attributes": attributes,
         })
     }
 
@@ -220,12 +234,28 @@ pub fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
         }
     }
     // `2026-11-20 14:05:12 UTC` / `… Z`
-    let bare = raw
-        .strip_suffix(" UTC")
-        .or_else(|| raw.strip_suffix(" Z"))?;
-    NaiveDateTime::parse_from_str(bare, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .map(|n| n.and_utc())
+    if let Some(bare) = raw.strip_suffix(" UTC").or_else(|| raw.strip_suffix(" Z")) {
+        return NaiveDateTime::parse_from_str(bare, "%Y-%m-%d %H:%M:%S%.f")
+            .ok()
+            .map(|n| n.and_utc());
+    }
+    // No zone at all (`2025-03-12 09:15:44`, as the Work API and some C2S
+    // accounts write it): C2S is a Brazilian system and writes Brasília
+    // time, UTC−03:00 all year (Brazil has had no daylight saving since 2019).
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(raw, f) {
+            return n
+                .and_local_timezone(brasilia())
+                .single()
+                .map(|t| t.with_timezone(&Utc));
+        }
+    }
+    None
+}
+
+/// Brasília time: what a C2S timestamp without a zone is read in.
+fn brasilia() -> FixedOffset {
+    FixedOffset::west_opt(3 * 3600).expect("-03:00 is a valid offset")
 }
 
 /// A price in minor units: `350.000,00` (Brazilian), `350,000.00`,
@@ -325,10 +355,16 @@ pub fn parse_element(el: &Value) -> Result<LeadEvent, WebhookError> {
     let id_field = format!("{prefix}id");
     let lead_id = scalar_text(inner, "id", &id_field)?
         .ok_or_else(|| WebhookError::validation(&id_field, "is required"))?;
-    if lead_id.len() > 255 || lead_id.chars().any(char::is_control) {
+    // The id goes into C2S paths (`/leads/{id}/...`): letters, digits, `-`
+    // and `_` only, so `.`, `..` or a `/` can never name another path.
+    if lead_id.len() > 255
+        || !lead_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(WebhookError::validation(
             &id_field,
-            "must be at most 255 characters without control characters",
+            "must be at most 255 letters, digits, '-' or '_'",
         ));
     }
     let attr_field = format!("{prefix}attributes");
@@ -349,7 +385,14 @@ pub fn parse_element(el: &Value) -> Result<LeadEvent, WebhookError> {
 
 fn parse_lead(a: &Map<String, Value>, at: &str) -> Result<Lead, WebhookError> {
     let f = |name: &str| format!("{at}.{name}");
-    let customer = sub_object(a, "customer", &f("customer"))?;
+    // The person the lead is about: an object or nothing (`[]` is not a customer).
+    let customer = match a.get("customer") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => Some(o),
+        Some(_) => {
+            return Err(WebhookError::validation(f("customer"), "must be an object"));
+        }
+    };
     let seller = sub_object(a, "seller", &f("seller"))?;
     let product = sub_object(a, "product", &f("product"))?;
     let status = sub_object(a, "lead_status", &f("lead_status"))?;

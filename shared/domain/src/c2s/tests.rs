@@ -92,7 +92,9 @@ fn timestamps_in_both_forms() {
         ),
         ("2026-11-20 17:05:12 UTC", Some("2026-11-20T17:05:12Z")),
         (" 2026-11-20 14:05:12 -0300 ", Some("2026-11-20T17:05:12Z")),
-        ("2026-11-20 14:05:12", None),
+        // Issue 13: no zone is Brasília time (UTC−03:00).
+        ("2025-03-12 09:15:44", Some("2025-03-12T12:15:44Z")),
+        ("2025-03-12T09:15:44", Some("2025-03-12T12:15:44Z")),
         ("20/11/2026 14:05", None),
         ("2026-13-20 14:05:12 -0300", None),
         ("yesterday", None),
@@ -105,6 +107,37 @@ fn timestamps_in_both_forms() {
             "{raw:?}"
         );
     }
+}
+
+#[test]
+fn the_same_instant_written_two_ways_is_the_same_payload() {
+    let el = |stamp: &str| {
+        parse_element(&json!({"id": "L1", "hook_action": "on_update_lead",
+                              "attributes": {"customer": {"name": "Ana"}, "updated_at": stamp}}))
+        .unwrap()
+    };
+    let (a, b) = (el("2025-03-12 09:15:44 -0300"), el("2025-03-12T12:15:44Z"));
+    assert_eq!(a.idempotency_key(), b.idempotency_key());
+    assert_eq!(
+        a.payload_hash(),
+        b.payload_hash(),
+        "a duplicate, not a reused key"
+    );
+}
+
+#[test]
+fn lead_ids_that_could_name_another_path_and_customer_arrays_are_refused() {
+    for id in [".", "..", "a/b", "L 1"] {
+        assert!(
+            parse_element(&json!({"id": id, "hook_action": "on_create_lead"})).is_err(),
+            "{id}"
+        );
+    }
+    let e = parse_element(&json!({"id": "L1", "hook_action": "on_create_lead",
+                                  "attributes": {"customer": []}}));
+    assert!(
+        matches!(e, Err(WebhookError::Validation { field, .. }) if field == "attributes.customer")
+    );
 }
 
 #[test]

@@ -104,6 +104,14 @@ impl Event {
             Event::Other { trigger, .. } => trigger,
         }
     }
+
+    /// The booking this event names, when it names one (PING does not).
+    pub fn uid(&self) -> Option<&str> {
+        match self {
+            Event::Booking(b) => Some(b.uid.as_str()),
+            Event::Other { uid, .. } => uid.as_deref(),
+        }
+    }
 }
 
 /// The trigger name, read leniently so even a refused body's receipt says what it was.

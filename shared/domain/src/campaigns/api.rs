@@ -77,7 +77,7 @@ pub fn decode_cursor(tag: &str, raw: &str) -> Result<(DateTime<Utc>, Uuid), ApiE
     let at = parts[1]
         .parse::<i64>()
         .ok()
-        .and_then(DateTime::<Utc>::from_timestamp_micros)
+        .and_then(crate::crm::cursor::cursor_instant)
         .ok_or_else(invalid)?;
     let id = Uuid::try_parse(parts[2]).map_err(|_| invalid())?;
     Ok((at, id))
@@ -104,6 +104,12 @@ pub fn decode_id_cursor(tag: &str, raw: &str) -> Result<Uuid, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_instants_are_refused() {
+        let raw = B64.encode(format!("cp|{}|{}", i64::MAX / 2, Uuid::nil().simple()));
+        assert!(decode_cursor("cp", &raw).is_err());
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_other_tags() {

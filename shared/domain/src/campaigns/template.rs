@@ -48,6 +48,34 @@ pub enum RenderError {
     Missing(String),
     #[error("rendered text is longer than {MAX_RENDERED_CHARS} characters")]
     TooLong,
+    /// A `{{` with no `}}` after it.
+    #[error("a placeholder opened with {{{{ is never closed")]
+    Unclosed,
+    /// `{{n}}` with a number no variable list can have.
+    #[error("placeholder {{{{{0}}}}} is not a valid position")]
+    BadPosition(String),
+}
+
+/// What a saved template may hold: every `{{` closed, and every number
+/// between braces a position (1–999). Rendering stays lenient (anything
+/// else is literal text), but nothing is saved that cannot mean what it says.
+fn check_syntax(text: &str) -> Result<(), RenderError> {
+    let mut from = 0;
+    while let Some(rel) = text[from..].find("{{") {
+        let start = from + rel;
+        let Some(len) = text[start + 2..].find("}}") else {
+            return Err(RenderError::Unclosed);
+        };
+        let inner = text[start + 2..start + 2 + len].trim();
+        if !inner.is_empty()
+            && inner.bytes().all(|b| b.is_ascii_digit())
+            && !matches!(inner.parse::<u32>(), Ok(1..=999))
+        {
+            return Err(RenderError::BadPosition(crate::fields::clip(inner, 24)));
+        }
+        from = start + 2 + len + 2;
+    }
+    Ok(())
 }
 
 /// Whether `name` is a value name templates may use.
@@ -124,6 +152,7 @@ fn name_of(ph: &Placeholder, positional: &[String]) -> Result<String, RenderErro
 pub fn required_names(texts: &[&str], positional: &[String]) -> Result<Vec<String>, RenderError> {
     let mut names: Vec<String> = Vec::new();
     for text in texts {
+        check_syntax(text)?;
         for (_, _, ph) in scan(text) {
             let name = name_of(&ph, positional)?;
             if !is_known_name(&name) {
@@ -340,6 +369,19 @@ mod tests {
             ])
         );
         assert!(required_names(&["{{contact.attributes.}}"], &[]).is_err());
+        // Issue 13: nothing is saved that cannot mean what it says.
+        assert_eq!(
+            required_names(&["Hi {{99999999999999999999}}"], &[]),
+            Err(RenderError::BadPosition("99999999999999999999".into()))
+        );
+        assert_eq!(
+            required_names(&["Hi {{contact.first_name"], &[]),
+            Err(RenderError::Unclosed)
+        );
+        assert_eq!(
+            required_names(&["Hi {{1000}}"], &pos(&["contact.first_name"])).unwrap_err(),
+            RenderError::BadPosition("1000".into())
+        );
         assert!(required_names(&["hi"], &pos(&["nope"])).is_err());
     }
 

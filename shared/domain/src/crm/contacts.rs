@@ -58,9 +58,12 @@ impl ContactInput {
             .map_err(|r| ApiError::validation("phone", r))?;
         let website = f.text("website", 2048)?;
         if let Patch::Set(w) = &website
-            && (w.chars().any(char::is_whitespace) || !w.contains('.'))
+            && !crate::fields::is_web_address(w)
         {
-            return Err(ApiError::validation("website", "is not a web address"));
+            return Err(ApiError::validation(
+                "website",
+                "must be an http(s) address with a host",
+            ));
         }
         let input = Self {
             id,

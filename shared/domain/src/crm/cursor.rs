@@ -32,6 +32,19 @@ impl CursorKind {
     }
 }
 
+/// The instant a cursor carries, when PostgreSQL can compare with it: years
+/// 1 to 9999. Anything else (chrono reads ±262,143 years, PostgreSQL does
+/// not) is not a cursor this API issued: a 422 `cursor`, never a 500.
+pub fn cursor_instant(micros: i64) -> Option<DateTime<Utc>> {
+    // 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in µs since the epoch.
+    const MIN: i64 = -62_135_596_800_000_000;
+    const MAX: i64 = 253_402_300_799_999_999;
+    (MIN..=MAX)
+        .contains(&micros)
+        .then(|| DateTime::<Utc>::from_timestamp_micros(micros))
+        .flatten()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub at: DateTime<Utc>,
@@ -66,7 +79,7 @@ impl Cursor {
             return Err(invalid());
         }
         let micros: i64 = parts[1].parse().map_err(|_| invalid())?;
-        let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(invalid)?;
+        let at = cursor_instant(micros).ok_or_else(invalid)?;
         let id = Uuid::try_parse(parts[2]).map_err(|_| invalid())?;
         let stage_id = match parts.get(3) {
             Some(s) => Some(Uuid::try_parse(s).map_err(|_| invalid())?),
@@ -139,6 +152,22 @@ mod tests {
             Cursor::decode(&c.encode(CursorKind::Contacts), CursorKind::Contacts).unwrap(),
             c
         );
+    }
+
+    #[test]
+    fn out_of_range_instants_are_not_cursors() {
+        // Issue 13: chrono reads these, PostgreSQL answers "timestamp out of range".
+        for micros in [
+            i64::MIN,
+            -8_210_298_412_800_000_000,
+            8_210_298_412_800_000_000,
+        ] {
+            for kind in [CursorKind::Contacts, CursorKind::Messages] {
+                let raw = B64.encode(format!("{}|{micros}|{}", kind.tag(), Uuid::nil().simple()));
+                assert!(Cursor::decode(&raw, kind).is_err(), "{micros}");
+            }
+        }
+        assert!(cursor_instant(0).is_some());
     }
 
     #[test]

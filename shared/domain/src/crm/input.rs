@@ -34,7 +34,15 @@ pub fn json_object(
     }
     require_json(content_type)?;
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => {
+            // U+0000 is removed at the edge, as for every text field (docs/security.md).
+            let mut value = Value::Object(map);
+            crate::fields::strip_nul(&mut value);
+            let Value::Object(map) = value else {
+                return Err(ApiError::validation("body", "must be a JSON object"));
+            };
+            Ok(map)
+        }
         Ok(_) => Err(ApiError::validation("body", "must be a JSON object")),
         Err(e) => Err(ApiError::Malformed(format!("body is not valid JSON: {e}"))),
     }

@@ -227,9 +227,43 @@ pub struct Seen {
     pub payload: Option<Value>,
 }
 
+/// Process-wide count of calls refused before authentication (401, 413).
+static UNAUTHENTICATED_REFUSALS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Calls refused before authentication so far in this process.
+pub fn unauthenticated_refusals() -> u64 {
+    UNAUTHENTICATED_REFUSALS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether a refusal happened before the caller was authenticated: such a
+/// call never touches the database (docs/security.md, "Refusals").
+pub fn is_unauthenticated(err: &WebhookError) -> bool {
+    matches!(
+        err,
+        WebhookError::Unauthorized(_) | WebhookError::PayloadTooLarge { .. }
+    )
+}
+
+/// A refusal before authentication is observable as one WARN log line
+/// (`webhook refused before authentication`, with the source, code and the
+/// process's running count) — never as a row, so forged calls cost no
+/// connection and cannot fill the table.
+pub fn note_unauthenticated(source: Source, err: &WebhookError) {
+    let total = UNAUTHENTICATED_REFUSALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    tracing::warn!(
+        source = source.as_str(),
+        status = err.status(),
+        code = err.code(),
+        refused_total = total,
+        "webhook refused before authentication"
+    );
+}
+
 /// Records why a webhook was not processed: caller faults as `rejected`
 /// (no body kept, no key held), our faults as `failed` (retryable under the
-/// same key). Replays (409) write nothing: the first receipt stands.
+/// same key). Replays (409) write nothing: the first receipt stands; nor do
+/// refusals before authentication (401, 413: a log line, `note_unauthenticated`).
 /// Recording is best effort: its own failure is logged, never returned.
 pub async fn record_refusal(
     db: &impl GenericClient,
@@ -240,6 +274,9 @@ pub async fn record_refusal(
 ) {
     match err {
         WebhookError::Duplicate { .. } | WebhookError::InFlight => {}
+        unauthenticated if is_unauthenticated(unauthenticated) => {
+            note_unauthenticated(source, unauthenticated);
+        }
         WebhookError::Unexpected(cause) => {
             tracing::error!(source = source.as_str(), error = %crate::db::loggable(cause), "webhook processing failed");
             if let (Some(key), Some(hash)) = (&seen.key, &seen.hash) {

@@ -290,7 +290,9 @@ pub fn parse_work(body: &str, asked: &Cpf) -> Result<WorkAnswer, SourceError> {
             .iter()
             .map(|a| WorkAddress {
                 logradouro: text(&a["logradouro"]),
-                numero: text(&a["numero"]),
+                // The Work API sends the house number as `logradouroNumero`
+                // (older answers: `numero`).
+                numero: text(&a["logradouroNumero"]).or_else(|| text(&a["numero"])),
                 bairro: text(&a["bairro"]),
                 cidade: text(&a["cidade"]),
                 uf: text(&a["uf"]),
@@ -331,6 +333,19 @@ pub(crate) mod tests {
                            "cidade": "SAO PAULO", "uf": "SP", "cep": "01000000"}],
             "empresas": [{"cnpj": "12345678000190", "relacao": "SOCIO"}]
         })
+    }
+
+    #[test]
+    fn the_work_api_house_number_is_logradouro_numero() {
+        // Issue 13: the production peer's own answers carry `logradouroNumero`.
+        let cpf = Cpf::parse("52998224725").unwrap();
+        let mut body = work_body("52998224725");
+        body["enderecos"] = json!([{"logradouro": "RUA DAS FLORES", "logradouroNumero": "100",
+                                    "cidade": "SAO PAULO", "uf": "SP"}]);
+        let Ok(WorkAnswer::Found(w)) = parse_work(&body.to_string(), &cpf) else {
+            panic!("a found person");
+        };
+        assert_eq!(w.enderecos[0].numero.as_deref(), Some("100"));
     }
 
     #[test]

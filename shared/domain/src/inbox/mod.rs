@@ -342,9 +342,9 @@ pub async fn webhook_diagnostics(db: &impl GenericClient, hours: i32) -> Result<
 pub const DEBUG_MESSAGES_LIMIT: i64 = 50;
 
 /// The messages of the contact(s) a phone number names, matched as the
-/// Twilio webhook matches a sender: exact E.164 or another spelling (BR
-/// with/without the 9th digit); failing that the last 10 digits, when they
-/// name exactly one contact. Newest first, at most `DEBUG_MESSAGES_LIMIT`.
+/// Twilio webhook matches a sender: exact E.164 or another spelling of it in
+/// the same country (`PhoneE164::variants`). Newest first, at most
+/// `DEBUG_MESSAGES_LIMIT`.
 pub async fn messages_by_phone(
     db: &impl GenericClient,
     raw_phone: &str,
@@ -359,19 +359,7 @@ pub async fn messages_by_phone(
         )
         .await
         .map_err(|e| ApiError::from_db(e, "finding contacts by phone"))?;
-    let contacts = if exact.is_empty() {
-        let loose = db
-            .query(
-                "select id, full_name, phone from contacts \
-                 where phone is not null and right(phone, 10) = $1 order by created_at, id limit 2",
-                &[&phone.last_digits(10)],
-            )
-            .await
-            .map_err(|e| ApiError::from_db(e, "finding contacts by last digits"))?;
-        if loose.len() == 1 { loose } else { Vec::new() }
-    } else {
-        exact
-    };
+    let contacts = exact;
     let ids: Vec<Uuid> = contacts.iter().map(|r| r.get(0)).collect();
     let rows = db
         .query(

@@ -12,7 +12,7 @@
 use super::{
     form::{Channel, InboundMessage, StatusCallback},
     status::{self, Keyword, MessageStatus},
-    store::{self, NewInbound, StatusEvent},
+    store::{self, NewInbound, PhoneMatch, StatusEvent},
 };
 use crate::{
     db::{
@@ -49,16 +49,18 @@ pub async fn inbound<C: GenericClient>(
     };
 
     store::lock_sender(&tx, &msg.from).await?;
-    let (contact_id, contact_created) = match store::find_contact(&tx, &msg.from).await? {
-        Some(id) => (id, false),
-        None => {
-            let name = msg
-                .profile_name
-                .clone()
-                .unwrap_or_else(|| format!("Yeni Lead ({})", msg.from));
-            (store::create_lead(&tx, &msg.from, &name).await?, true)
-        }
-    };
+    let (contact_id, contact_created, phone_match) =
+        match store::find_contact(&tx, &msg.from).await? {
+            Some((id, how)) => (id, false, how),
+            None => {
+                let name = msg
+                    .profile_name
+                    .clone()
+                    .unwrap_or_else(|| format!("Yeni Lead ({})", msg.from));
+                let id = store::create_lead(&tx, &msg.from, &name).await?;
+                (id, true, PhoneMatch::Exact)
+            }
+        };
     if msg.channel == Channel::Whatsapp {
         let profile = json!({"wa_id": msg.wa_id, "profile_name": msg.profile_name});
         let profile: serde_json::Map<String, Value> = profile
@@ -113,7 +115,10 @@ pub async fn inbound<C: GenericClient>(
     )
     .await?;
 
-    let opt_out = match status::keyword(msg.body.as_deref()) {
+    // Keywords change consent only for the number exactly as stored: a STOP
+    // from another spelling of it is kept as a message, nothing more.
+    let keyword = status::keyword(msg.body.as_deref()).filter(|_| phone_match == PhoneMatch::Exact);
+    let opt_out = match keyword {
         Some(Keyword::OptOut) => {
             let word = msg
                 .body

@@ -75,7 +75,10 @@ fn decode(raw: &[u8]) -> Result<String, WebhookError> {
         }
         i += 1;
     }
-    String::from_utf8(bytes).map_err(|_| bad("is not UTF-8"))
+    let mut text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8"))?;
+    // U+0000 is removed at the edge, as for every text field (docs/security.md).
+    crate::fields::strip_nul_str(&mut text);
+    Ok(text)
 }
 
 /// The body must be a form (parameters such as charset allowed).
@@ -118,17 +121,23 @@ impl Channel {
     }
 }
 
-/// A Twilio message SID (`SM…`, `MM…`): letters and digits, at most 64.
+/// A Twilio message SID: `SM` (SMS/WhatsApp) or `MM` (MMS) and hex digits,
+/// at most 34 characters in all (Twilio's are `SM` + 32 hex). `hello` is not one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageSid(String);
 
 impl MessageSid {
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let raw = raw.trim();
-        if raw.len() < 2 || raw.len() > 64 || !raw.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err("is not a Twilio message SID");
+        let hex = raw.strip_prefix("SM").or_else(|| raw.strip_prefix("MM"));
+        match hex {
+            Some(h)
+                if !h.is_empty() && h.len() <= 32 && h.chars().all(|c| c.is_ascii_hexdigit()) =>
+            {
+                Ok(Self(raw.to_string()))
+            }
+            _ => Err("is not a Twilio message SID (SM or MM and hex digits)"),
         }
-        Ok(Self(raw.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -178,6 +187,22 @@ impl Event {
             Event::Other => "other",
         }
     }
+}
+
+/// A media URL as Twilio sends it: `https://` and a host, nothing else
+/// (the media worker fetches only allowed hosts; this refuses junk before
+/// anything is written).
+fn is_media_url(raw: &str) -> bool {
+    let Some(rest) = raw.trim().strip_prefix("https://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty()
+        && !host.contains('@')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && !raw.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Most media Twilio attaches to one message.
@@ -246,6 +271,12 @@ pub fn classify(form: &Form, region: PhoneRegion) -> Result<Event, WebhookError>
             let url = form
                 .get(&format!("MediaUrl{i}"))
                 .ok_or_else(|| WebhookError::validation(format!("MediaUrl{i}"), "is required"))?;
+            if !is_media_url(url) {
+                return Err(WebhookError::validation(
+                    format!("MediaUrl{i}"),
+                    "must be an https URL with a host",
+                ));
+            }
             Ok(Media {
                 url: url.to_string(),
                 content_type: form
@@ -357,6 +388,12 @@ mod tests {
             );
         };
         bad("MessageSid=SM-1&Body=x&From=%2B905321234567", "MessageSid");
+        // Issue 13: not a SID, not a media URL.
+        bad("MessageSid=hello&Body=x&From=%2B905321234567", "MessageSid");
+        bad(
+            "MessageSid=SM1&NumMedia=1&MediaUrl0=not-a-url&From=%2B905321234567",
+            "MediaUrl0",
+        );
         bad("MessageSid=SM1&Body=x&From=call+me", "From");
         bad(
             "MessageSid=SM1&NumMedia=two&From=%2B905321234567",

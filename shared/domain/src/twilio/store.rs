@@ -23,41 +23,43 @@ pub async fn lock_sender(db: &impl GenericClient, phone: &PhoneE164) -> anyhow::
     Ok(())
 }
 
-/// The contact a sender is: exact E.164 first, then its other spellings
-/// (a Brazilian mobile without the 9th digit), then — only when it names
-/// exactly one contact — the last 10 digits.
+/// How a stored contact's phone relates to the sender's E.164.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneMatch {
+    /// The stored phone is the sender's E.164 exactly.
+    Exact,
+    /// Another spelling of the same number in the same country (`PhoneE164::variants`).
+    Variant,
+}
+
+/// The contact a sender is: exact E.164 first, then its other spellings in
+/// the same country (trunk 0 kept, a Brazilian mobile without the 9th
+/// digit). Nothing looser: another country's number with the same last
+/// digits is another person (issue 13).
 pub async fn find_contact(
     db: &impl GenericClient,
     phone: &PhoneE164,
-) -> anyhow::Result<Option<Uuid>> {
-    let exact = db
+) -> anyhow::Result<Option<(Uuid, PhoneMatch)>> {
+    let stmt = db
         .prepare_cached(
-            "select id from contacts where phone = any($1) order by (phone = $2) desc, created_at, id limit 1",
+            "select id, phone = $2 from contacts where phone = any($1) \
+             order by (phone = $2) desc, created_at, id limit 1",
         )
         .await
         .context("preparing the contact lookup by phone")?;
     let variants = phone.variants();
-    if let Some(row) = db
-        .query_opt(&exact, &[&variants, &phone.as_str()])
+    let row = db
+        .query_opt(&stmt, &[&variants, &phone.as_str()])
         .await
-        .context("looking up the contact by phone")?
-    {
-        return Ok(Some(row.get(0)));
-    }
-    let loose = db
-        .prepare_cached(
-            "select id from contacts where phone is not null and right(phone, 10) = $1 order by created_at, id limit 2",
-        )
-        .await
-        .context("preparing the contact lookup by last digits")?;
-    let rows = db
-        .query(&loose, &[&phone.last_digits(10)])
-        .await
-        .context("looking up the contact by last digits")?;
-    Ok(match rows.as_slice() {
-        [only] => Some(only.get(0)),
-        _ => None,
-    })
+        .context("looking up the contact by phone")?;
+    Ok(row.map(|row| {
+        let how = if row.get::<_, bool>(1) {
+            PhoneMatch::Exact
+        } else {
+            PhoneMatch::Variant
+        };
+        (row.get(0), how)
+    }))
 }
 
 /// A sender nobody registered: an unregistered lead named after its
