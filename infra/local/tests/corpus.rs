@@ -105,13 +105,11 @@ async fn every_bad_input_gets_a_clear_4xx_and_writes_nothing() {
     let sql = count_sql(&pg).await;
     let token = mint(
         &Secret::new(JWT_SECRET).unwrap(),
-        &Claims {
-            sub: "corpus-admin".into(),
-            role: Role::Admin,
-            caps: vec!["can_use_crm".into(), "campaigns:send".into()],
-            exp: 4_102_444_800,
-            iat: None,
-        },
+        &Claims::issued_now(
+            "corpus-admin",
+            Role::Admin,
+            vec!["can_use_crm".into(), "campaigns:send".into()],
+        ),
     );
     let http = client();
     let mut failures: Vec<Failure> = Vec::new();

@@ -11,7 +11,7 @@
 //! pins its own algorithms, so neither can be tricked into the other's key.
 
 use crate::{
-    config::{CommonConfig, ConfigError, Env},
+    config::{AppEnv, CommonConfig, ConfigError, Env},
     db::PgPool,
     http,
     jwks::ExternalIdp,
