@@ -233,11 +233,8 @@ async fn caller_errors_map_to_400_413_415_422_name_the_field_and_are_recorded() 
             Some("Idempotency-Key"),
         ),
     ];
-// Refusals before authentication (401, 413) are a log line, never a row (issue 13).
-    let n = cases
-        .iter()
-        .filter(|c| c.1 != 401 && c.1 != 413)
-        .count() as i64;
+    // Refusals before authentication (401, 413) are a log line, never a row (issue 13).
+    let n = cases.iter().filter(|c| c.1 != 401 && c.1 != 413).count() as i64;
     for (req, want, code, field) in cases {
         let (status, body) = send(&deps, req).await;
         assert_eq!(status, want, "{body}");

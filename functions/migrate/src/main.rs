@@ -39,7 +39,8 @@ async fn main() -> Result<(), Error> {
         let request = event.payload.get("bootstrap_admin").cloned();
         let mut answer = migrate::handle(event.payload, database).await?;
         if let Some(request) = request {
-            answer["bootstrap_admin"] = bootstrap_admin(database, base.as_deref(), &request).await?;
+            answer["bootstrap_admin"] =
+                bootstrap_admin(database, base.as_deref(), &request).await?;
         }
         Ok::<_, Error>(answer)
     }))

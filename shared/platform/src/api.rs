@@ -299,10 +299,9 @@ pub fn error(err: &ApiError) -> Response<Body> {
     if let ApiError::TooManyAttempts {
         retry_after_seconds,
     } = err
+        && let Ok(v) = lambda_http::http::HeaderValue::from_str(&retry_after_seconds.to_string())
     {
-        if let Ok(v) = lambda_http::http::HeaderValue::from_str(&retry_after_seconds.to_string()) {
-            resp.headers_mut().insert("retry-after", v);
-        }
+        resp.headers_mut().insert("retry-after", v);
     }
     if matches!(err, ApiError::Unauthorized(_)) {
         let value = if err.code() == "token_missing" {
