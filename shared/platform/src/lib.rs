@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod http;
+pub mod local_media;
 pub mod local_queue;
 pub mod queue;
 pub mod sqs_batch;

@@ -15,6 +15,7 @@ pub mod input;
 pub mod reads;
 pub mod records;
 pub mod run;
+pub mod timeline;
 
 pub use error::ApiError;
 
