@@ -9,6 +9,7 @@ use crm_domain::{
         ApiError,
         board::{self, BoardQuery},
         reads::{self, ContactQuery},
+        timeline::{self, TimelineQuery},
     },
 };
 use crm_platform::{
@@ -28,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/crm/deals"),
     ("GET", "/crm/contacts"),
     ("GET", "/crm/contacts/{id}"),
+    ("GET", "/crm/contacts/{id}/timeline"),
 ];
 
 /// Built once per cold start.
@@ -101,6 +103,17 @@ async fn serve(
             q("limit").as_deref(),
             deps.api.phone_region,
         )?),
+        "/crm/contacts/{id}/timeline" => Query::Timeline(
+            params
+                .first()
+                .and_then(|raw| Uuid::parse_str(raw).ok())
+                .ok_or(ApiError::NotFound("contact"))?,
+            TimelineQuery::parse(
+                q("cursor").as_deref(),
+                q("limit").as_deref(),
+                q("type").as_deref(),
+            )?,
+        ),
         _ => Query::Contact(
             params
                 .first()
@@ -116,6 +129,7 @@ enum Query {
     Board(BoardQuery),
     Contacts(ContactQuery),
     Contact(Uuid),
+    Timeline(Uuid, TimelineQuery),
 }
 
 async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiError> {
@@ -132,6 +146,12 @@ async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiErr
         Query::Contact(id) => {
             let tx = snapshot(&mut client).await?;
             reads::contact_detail(&tx, who, id).await
+        }
+        // The visibility check and the page: one snapshot.
+        Query::Timeline(id, q) => {
+            let tx = snapshot(&mut client).await?;
+            let page = timeline::page(&tx, who, id, &q).await?;
+            serde_json::to_value(page).map_err(|e| ApiError::Unexpected(e.into()))
         }
     }
 }

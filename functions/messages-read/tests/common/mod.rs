@@ -23,6 +23,7 @@ pub fn deps(db: &TestDb) -> Deps {
             phone_region: PhoneRegion::default(),
         },
         content: None,
+        media: None,
     }
 }
 
