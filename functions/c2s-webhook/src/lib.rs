@@ -3,10 +3,14 @@
 //!   (header or URL), each element recorded, upserted and queued for the
 //!   enrichment worker (`crm_domain::c2s`), its job published right after
 //!   commit;
-//! - `GET /api/v1/webhooks/c2s/stats`: admins' per day × hook action numbers.
+//! - `GET /api/v1/webhooks/c2s/stats`: admins' per day × hook action numbers;
+//! - `/api/v1/c2s/leads…`, `/api/v1/c2s/managers…`: the read API and the
+//!   managers CRUD (`admin`).
 //!
 //! This crate routes on method + raw path and maps outcomes to responses;
 //! the flow and the SQL live in `crm_domain::c2s`.
+
+pub mod admin;
 
 use crm_domain::{
     c2s::{self, store},
@@ -29,7 +33,17 @@ pub const WEBHOOK_PATH: &str = "/api/v1/webhooks/c2s";
 pub const STATS_PATH: &str = "/api/v1/webhooks/c2s/stats";
 
 /// The API Gateway routes this function serves.
-pub const ROUTES: &[(&str, &str)] = &[("POST", WEBHOOK_PATH), ("GET", STATS_PATH)];
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", WEBHOOK_PATH),
+    ("GET", STATS_PATH),
+    ("GET", admin::LEADS_PATH),
+    ("GET", admin::LEAD_PATH),
+    ("GET", admin::MANAGERS_PATH),
+    ("POST", admin::MANAGERS_PATH),
+    ("GET", admin::MANAGER_PATH),
+    ("PATCH", admin::MANAGER_PATH),
+    ("DELETE", admin::MANAGER_PATH),
+];
 
 /// Built once per cold start.
 pub struct Deps {
@@ -70,6 +84,18 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
         let path = raw_path(&req);
         match api::route(ROUTES, req.method().as_str(), &path) {
             Ok((WEBHOOK_PATH, _)) => webhook(&req, deps).await,
+            Ok((pattern, params)) if pattern != STATS_PATH => {
+                match admin::serve(&req, deps, pattern, &params, &path).await {
+                    Ok(out) => {
+                        tracing::info!(route = pattern, status = out.status, "c2s admin served");
+                        api::answer(out.status, &out.body, out.replayed)
+                    }
+                    Err(err) => {
+                        api::log_refusal(pattern, &err);
+                        api::error(&err)
+                    }
+                }
+            }
             Ok(_) => match stats(&req, deps).await {
                 Ok(body) => {
                     tracing::info!(route = STATS_PATH, status = 200, "c2s stats served");

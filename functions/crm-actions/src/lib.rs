@@ -1,5 +1,6 @@
-//! POST /crm/actions/contacts, /crm/actions/deals and
-//! /crm/actions/deals/{id}/stage: the authenticated CRM writes. This crate
+//! POST /crm/actions/contacts, /crm/actions/deals,
+//! /crm/actions/deals/{id}/stage, /crm/actions/contacts/{id}/assign and
+//! /claim, and PUT /api/v1/lead-routing/{source}: the authenticated CRM writes. This crate
 //! routes on method + raw path, authenticates, parses the body into a
 //! validated action and hands it to [`run`]; the writes themselves live in
 //! `crm_domain::crm`.
@@ -7,6 +8,7 @@
 //! Checks run in this order: route, size (413), bearer token (401), content
 //! type (415), JSON (400), fields (422), then the idempotency key and the work.
 
+pub mod pipelines;
 pub mod run;
 
 use crm_domain::{
@@ -15,7 +17,8 @@ use crm_domain::{
         ApiError,
         contacts::ContactInput,
         deals::{self, DealInput},
-        idempotency, input,
+        idempotency, input, ownership,
+        routing::{Rule, Source},
     },
     outbox::Publisher,
 };
@@ -36,6 +39,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/crm/actions/contacts"),
     ("POST", "/crm/actions/deals"),
     ("POST", "/crm/actions/deals/{id}/stage"),
+    // Pipelines and stages (admins): `pipelines::PATTERNS`.
+    ("POST", pipelines::CREATE),
+    ("POST", pipelines::RENAME),
+    ("POST", pipelines::ADD_STAGE),
+    ("POST", pipelines::REORDER),
+    ("POST", pipelines::UPDATE_STAGE),
+    ("POST", pipelines::REMOVE_STAGE),
+    ("POST", "/crm/actions/contacts/{id}/assign"),
+    ("POST", "/crm/actions/contacts/{id}/claim"),
+    ("PUT", "/api/v1/lead-routing/{source}"),
 ];
 
 /// Built once per cold start.
@@ -68,6 +81,26 @@ pub enum Action {
     Contact(ContactInput),
     Deal(DealInput),
     MoveStage { deal_id: Uuid, stage_id: Uuid },
+    Pipeline(crm_domain::crm::pipelines::PipelineAction),
+    /// An admin gives a contact to a user (`None`: nobody).
+    Assign {
+        contact_id: Uuid,
+        owner_id: Option<String>,
+    },
+    /// The caller takes an unowned contact.
+    Claim { contact_id: Uuid },
+    SetRouting { source: Source, rule: Rule },
+}
+
+/// `rawPath` from `/crm/` on, or from `/api/v1/` for the lead-routing route
+/// (a stage or a local tool's prefix dropped).
+pub fn raw_path(req: &Request) -> String {
+    let path = api::raw_path(req);
+    if path.starts_with("/crm/") {
+        path
+    } else {
+        api::raw_path_from(req, "/api/v1/")
+    }
 }
 
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
@@ -77,7 +110,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
         user_id = tracing::field::Empty,
     );
     async move {
-        let path = api::raw_path(&req);
+        let path = raw_path(&req);
         let (pattern, params) = match api::route(ROUTES, req.method().as_str(), &path) {
             Ok(found) => found,
             Err(miss) => return miss.response(),
@@ -118,13 +151,51 @@ async fn serve(
     }
     let who = api::authenticate(req, &deps.api.jwt)?;
     tracing::Span::current().record("user_id", who.user_id());
-    let body = input::json_object(http::header(req, "content-type"), raw)?;
-    let hash = idempotency::request_hash("POST", path, &Value::Object(body.clone()));
+    if matches!(
+        pattern,
+        "/api/v1/lead-routing/{source}" | "/crm/actions/contacts/{id}/assign"
+    ) && !who.is_admin()
+    {
+        return Err(ApiError::Forbidden("this action is for admins".into()));
+    }
+    let claim = pattern == "/crm/actions/contacts/{id}/claim";
+    // A claim needs no body: `curl -X POST …/claim` is enough.
+    let body = if claim && raw.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
+    } else {
+        input::json_object(http::header(req, "content-type"), raw)?
+    };
+    let method = req.method().as_str().to_ascii_uppercase();
+    let hash = idempotency::request_hash(&method, path, &Value::Object(body.clone()));
+    let contact_id = || {
+        params
+            .first()
+            .and_then(|raw| Uuid::parse_str(raw).ok())
+            .ok_or(ApiError::NotFound("contact"))
+    };
     let action = match pattern {
+        _ if pipelines::PATTERNS.contains(&pattern) => {
+            pipelines::require_admin(&who)?;
+            Action::Pipeline(pipelines::parse(pattern, params, body).expect("a pipeline route")?)
+        }
         "/crm/actions/contacts" => {
             Action::Contact(ContactInput::parse(body, deps.api.phone_region)?)
         }
         "/crm/actions/deals" => Action::Deal(DealInput::parse(body)?),
+        "/crm/actions/contacts/{id}/assign" => Action::Assign {
+            contact_id: contact_id()?,
+            owner_id: ownership::parse_assign(body)?,
+        },
+        "/crm/actions/contacts/{id}/claim" => {
+            ownership::parse_claim(body)?;
+            Action::Claim {
+                contact_id: contact_id()?,
+            }
+        }
+        "/api/v1/lead-routing/{source}" => Action::SetRouting {
+            source: Source::parse(params.first().copied().unwrap_or_default())?,
+            rule: Rule::parse(body)?,
+        },
         _ => Action::MoveStage {
             deal_id: params
                 .first()

@@ -6,7 +6,7 @@ use crate::{Action, Deps};
 use crm_domain::{
     IdempotencyKey, PayloadHash,
     auth::Principal,
-    crm::{ApiError, contacts, deals, run},
+    crm::{ApiError, contacts, deals, ownership, pipelines, routing, run},
 };
 
 pub use run::Outcome;
@@ -31,6 +31,15 @@ pub async fn execute(
                     Action::Deal(input) => deals::upsert(tx, who, input).await,
                     Action::MoveStage { deal_id, stage_id } => {
                         deals::move_stage(tx, who, deal_id, stage_id).await
+                    }
+                    Action::Pipeline(action) => pipelines::execute(tx, who, action).await,
+                    Action::Assign {
+                        contact_id,
+                        owner_id,
+                    } => ownership::assign(tx, who, contact_id, owner_id).await,
+                    Action::Claim { contact_id } => ownership::claim(tx, who, contact_id).await,
+                    Action::SetRouting { source, rule } => {
+                        routing::set_rule(tx, who, source, rule).await
                     }
                 }
             })

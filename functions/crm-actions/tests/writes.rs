@@ -260,7 +260,11 @@ async fn taken_email_or_phone_is_409_naming_the_field() {
 async fn members_change_only_their_own_records_and_others_answer_404() {
     let db = TestDb::new().await;
     let deps = deps(&db);
-    let (u1, u2, boss) = (member("user-1"), member("user-2"), admin("boss"));
+    // Owners are users: user-1 is one (admins assign to users only).
+    let id1 = crm_testkit::insert_user(&db.client().await, "User One", "member")
+        .await
+        .to_string();
+    let (u1, u2, boss) = (member(&id1), member("user-2"), admin("boss"));
     let theirs = contact(&deps, &u2, json!({"full_name": "Theirs"})).await;
     let unowned = contact(&deps, &boss, json!({"full_name": "Pool", "owner_id": null})).await;
     let update = |id: &str, t: &str| {
@@ -300,14 +304,14 @@ async fn members_change_only_their_own_records_and_others_answer_404() {
         &deps,
         Call::post(
             "/crm/actions/contacts",
-            json!({"id": theirs, "owner_id": "user-1"}),
+            json!({"id": theirs, "owner_id": id1}),
             &boss,
         ),
     )
     .await;
     assert_eq!(
         (a.status, a.body["owner_id"].as_str()),
-        (200, Some("user-1"))
+        (200, Some(id1.as_str()))
     );
     assert_eq!(call(&deps, update(&theirs, &u1)).await.status, 200);
 

@@ -236,6 +236,12 @@ fn permit(who: &Principal, method: &str, pattern: &str, dry_run: bool) -> Result
     if pattern == "/api/v1/crm/channels/{name}" && !who.is_admin() {
         return forbidden("only admins may change a channel");
     }
+    if pattern == "/api/v1/crm/contacts/{id}/opt-outs/{channel}"
+        && method == "DELETE"
+        && !who.is_admin()
+    {
+        return forbidden("only admins may lift an opt-out");
+    }
     Ok(())
 }
 
@@ -315,8 +321,14 @@ async fn serve(
             "/api/v1/crm/segments" => segments::list_segments(db).await?,
             "/api/v1/crm/segments/{id}" => segments::get_segment(db, id()?).await?,
             "/api/v1/crm/segments/{id}/preview" => {
-                segments::preview_segment(db, id()?, q(req, "cursor").as_deref(), limit(50, 200)?)
-                    .await?
+                segments::preview_segment(
+                    db,
+                    &who,
+                    id()?,
+                    q(req, "cursor").as_deref(),
+                    limit(50, 200)?,
+                )
+                .await?
             }
             "/api/v1/crm/channels" => channels::list_channels(db).await?,
             "/api/v1/crm/audit" => audit_page(req, db).await?,
@@ -325,7 +337,7 @@ async fn serve(
         return Ok(Out::read(body));
     }
     if dry_run {
-        let out = camp::dry_run(&client, id()?).await?;
+        let out = camp::dry_run(&client, &who, id()?).await?;
         return Ok(Out::read(out));
     }
     drop(client);
@@ -334,7 +346,8 @@ async fn serve(
         || matches!(
             pattern,
             "/api/v1/crm/campaigns" | "/api/v1/crm/templates" | "/api/v1/crm/segments"
-        );
+        )
+        || (method == "DELETE" && pattern == "/api/v1/crm/contacts/{id}/opt-outs/{channel}");
     let body = if takes_body {
         input::json_object(http::header(req, "content-type"), raw)?
     } else {
@@ -432,7 +445,8 @@ enum Write {
     UpdateChannel(String, ChannelUpdate),
     SetModule(bool, Option<String>),
     OptOut(Uuid, String),
-    RemoveOptOut(Uuid, String),
+    /// Contact, channel, the admin's reason.
+    RemoveOptOut(Uuid, String, String),
 }
 
 impl Write {
@@ -494,7 +508,7 @@ impl Write {
                 if m == "POST" {
                     Write::OptOut(contact, channel)
                 } else {
-                    Write::RemoveOptOut(contact, channel)
+                    Write::RemoveOptOut(contact, channel, compliance::parse_lift_reason(body)?)
                 }
             }
             _ => return Err(ApiError::NotFound("route")),
@@ -526,8 +540,8 @@ impl Write {
             Write::OptOut(contact, channel) => {
                 compliance::add_opt_out(tx, who, contact, &channel).await
             }
-            Write::RemoveOptOut(contact, channel) => {
-                compliance::remove_opt_out(tx, who, contact, &channel).await
+            Write::RemoveOptOut(contact, channel, reason) => {
+                compliance::remove_opt_out(tx, who, contact, &channel, &reason).await
             }
         }
     }

@@ -191,9 +191,11 @@ async fn opt_outs_through_the_api_are_recorded_once_and_can_be_lifted() {
     )
     .await;
     assert_eq!(a.status, 404);
-    let a = call(&deps, Call::delete(&path, &who)).await;
-    assert_eq!(a.status, 200);
-    let a = call(&deps, Call::delete(&path, &who)).await;
+    // Lifting takes an admin with a reason (issue 10 §4).
+    let lift = json!({"reason": "asked us by phone to write again"});
+    let a = call(&deps, Call::delete(&path, &admin()).body(lift.clone())).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = call(&deps, Call::delete(&path, &admin()).body(lift)).await;
     assert_eq!(a.status, 404);
     assert_eq!(count(&c, "select count(*) from opt_outs").await, 0);
     assert_eq!(

@@ -1,5 +1,6 @@
-//! GET /crm/pipelines, /crm/deals, /crm/contacts and /crm/contacts/{id}:
-//! the authenticated reads a pipeline board needs. This crate routes on
+//! GET /crm/pipelines, /crm/deals, /crm/contacts, /crm/contacts/{id} and
+//! /crm/contacts/{id}/c2s: the authenticated reads a pipeline board needs;
+//! and GET /api/v1/lead-routing, the admins' lead routing rules. This crate routes on
 //! method + raw path, authenticates and parses the query string; the
 //! queries live in `crm_domain::crm` (`reads`, `board`).
 
@@ -9,6 +10,7 @@ use crm_domain::{
         ApiError,
         board::{self, BoardQuery},
         reads::{self, ContactQuery},
+        routing,
         timeline::{self, TimelineQuery},
     },
 };
@@ -26,10 +28,13 @@ use uuid::Uuid;
 /// The API Gateway routes this function serves.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/crm/pipelines"),
+    ("GET", "/crm/pipelines/{id}"),
     ("GET", "/crm/deals"),
     ("GET", "/crm/contacts"),
     ("GET", "/crm/contacts/{id}"),
+    ("GET", "/crm/contacts/{id}/c2s"),
     ("GET", "/crm/contacts/{id}/timeline"),
+    ("GET", "/api/v1/lead-routing"),
 ];
 
 /// Built once per cold start.
@@ -52,6 +57,16 @@ impl Deps {
     }
 }
 
+/// `rawPath` from `/crm/` on, or from `/api/v1/` for the lead-routing route.
+pub fn raw_path(req: &Request) -> String {
+    let path = api::raw_path(req);
+    if path.starts_with("/crm/") {
+        path
+    } else {
+        api::raw_path_from(req, "/api/v1/")
+    }
+}
+
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     let span = tracing::info_span!(
         "crm_read",
@@ -59,7 +74,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
         user_id = tracing::field::Empty,
     );
     async move {
-        let path = api::raw_path(&req);
+        let path = raw_path(&req);
         let (pattern, params) = match api::route(ROUTES, req.method().as_str(), &path) {
             Ok(found) => found,
             Err(miss) => return miss.response(),
@@ -91,6 +106,13 @@ async fn serve(
     // Parse before taking a connection: a bad query costs no database work.
     let query = match pattern {
         "/crm/pipelines" => Query::Pipelines,
+        "/crm/pipelines/{id}" => Query::Pipeline(
+            params
+                .first()
+                .and_then(|raw| Uuid::parse_str(raw).ok())
+                .ok_or(ApiError::NotFound("pipeline"))?,
+        ),
+        "/api/v1/lead-routing" => Query::LeadRouting,
         "/crm/deals" => Query::Board(BoardQuery::parse(
             q("pipeline_id").as_deref(),
             q("stage_id").as_deref(),
@@ -114,6 +136,12 @@ async fn serve(
                 q("type").as_deref(),
             )?,
         ),
+        "/crm/contacts/{id}/c2s" => Query::ContactC2s(
+            params
+                .first()
+                .and_then(|raw| Uuid::parse_str(raw).ok())
+                .ok_or(ApiError::NotFound("contact"))?,
+        ),
         _ => Query::Contact(
             params
                 .first()
@@ -126,9 +154,14 @@ async fn serve(
 
 enum Query {
     Pipelines,
+    /// One pipeline with the number of deals in each stage (the settings screen).
+    Pipeline(Uuid),
+    LeadRouting,
     Board(BoardQuery),
     Contacts(ContactQuery),
     Contact(Uuid),
+    /// The Contact2Sale leads linked to the contact (`crm_domain::c2s::link`).
+    ContactC2s(Uuid),
     Timeline(Uuid, TimelineQuery),
 }
 
@@ -136,6 +169,12 @@ async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiErr
     let mut client = deps.pool.get().await?;
     match query {
         Query::Pipelines => reads::pipelines(&client).await,
+        Query::Pipeline(id) => {
+            let tx = snapshot(&mut client).await?;
+            let answer = crm_domain::crm::pipelines::read(&tx, id).await?;
+            Ok(serde_json::to_value(answer).expect("answers serialise"))
+        }
+        Query::LeadRouting => routing::list_rules(&client, who).await,
         Query::Contacts(q) => reads::search_contacts(&client, who, &q).await,
         // Several statements: one read-only snapshot, so counts, columns,
         // deals and timeline agree with each other.
@@ -152,6 +191,11 @@ async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiErr
             let tx = snapshot(&mut client).await?;
             let page = timeline::page(&tx, who, id, &q).await?;
             serde_json::to_value(page).map_err(|e| ApiError::Unexpected(e.into()))
+        }
+        Query::ContactC2s(id) => {
+            let tx = snapshot(&mut client).await?;
+            let answer = crm_domain::c2s::read::contact_c2s_for(&tx, who, id).await?;
+            Ok(serde_json::to_value(answer).expect("answers serialise"))
         }
     }
 }

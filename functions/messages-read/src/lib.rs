@@ -7,6 +7,7 @@
 //! string and body; the SQL lives in `crm_domain::inbox`.
 
 pub mod content;
+pub mod diagnostics;
 
 use content::ContentClient;
 use crm_domain::{
@@ -40,6 +41,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/debug/webhook-diagnostics"),
     ("GET", "/api/debug/messages"),
     ("POST", "/api/templates/sync-missing"),
+    ("GET", diagnostics::EVENTS_PATH),
+    ("GET", diagnostics::SUMMARY_PATH),
     ("GET", "/api/conversations"),
     ("POST", "/api/conversations/{id}/read"),
     ("GET", "/api/messages/{id}/media/{index}"),
@@ -207,6 +210,10 @@ async fn serve(
         "/api/templates/sync-missing" => {
             admin_only(&who)?;
             return sync_templates(deps).await;
+        }
+        diagnostics::EVENTS_PATH | diagnostics::SUMMARY_PATH => {
+            admin_only(&who)?;
+            return diagnostics::serve(req, deps, pattern).await;
         }
         _ => {
             admin_only(&who)?;

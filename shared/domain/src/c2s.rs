@@ -13,7 +13,10 @@
 //! our own fault (500): the element is recorded `failed` (re-sent, it is
 //! processed afresh) and elements after it are not processed.
 
+pub mod link;
+pub mod managers;
 pub mod payload;
+pub mod read;
 pub mod store;
 
 use crate::{

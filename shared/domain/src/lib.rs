@@ -27,6 +27,7 @@ pub mod signature;
 pub mod twilio;
 pub mod types;
 pub mod unsubscribe;
+pub mod webhook_diagnostics;
 pub mod webhooks_out;
 
 pub use error::WebhookError;

@@ -153,6 +153,23 @@ impl Drop for TestDb {
     }
 }
 
+/// Inserts an active `users` row (no password) and returns its id: owners
+/// are users, so tests that assign records make their owners this way.
+pub async fn insert_user(db: &tokio_postgres::Client, name: &str, role: &str) -> uuid::Uuid {
+    let email = format!(
+        "{}-{}@example.test",
+        name.to_lowercase().replace(' ', "."),
+        uuid::Uuid::new_v4().simple()
+    );
+    db.query_one(
+        "insert into users (email, name, role, caps) values ($1, $2, $3, '{can_use_crm}') returning id",
+        &[&email, &name, &role],
+    )
+    .await
+    .expect("inserting a test user")
+    .get(0)
+}
+
 /// The repository root (for loading `events/*.json`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -58,6 +58,7 @@ pub async fn lock_bookings(db: &impl GenericClient, uids: &[&str]) -> anyhow::Re
 }
 
 /// Finds or creates each attendee's contact by e-mail; ids in the attendees' order.
+/// New contacts are routed (`crm::routing`).
 /// A name already on the contact is kept; the time zone follows the latest booking.
 pub async fn upsert_contacts(
     db: &impl GenericClient,
@@ -75,7 +76,7 @@ pub async fn upsert_contacts(
              set full_name = coalesce(c.full_name, excluded.full_name), \
                  time_zone = coalesce(excluded.time_zone, c.time_zone), \
                  updated_at = now() \
-             returning email, id",
+             returning email, id, (xmax = 0)",
         )
         .await
         .context("preparing the contact upsert")?;
@@ -83,6 +84,12 @@ pub async fn upsert_contacts(
         .query(&stmt, &[&emails, &names, &zones])
         .await
         .context("upserting contacts by e-mail")?;
+    // Contacts this booking created (xmax = 0: inserted, not updated) get
+    // their owner from the Cal.com lead routing rule.
+    for row in rows.iter().filter(|r| r.get::<_, bool>(2)) {
+        crate::crm::routing::route_new_contact(db, row.get(1), crate::crm::routing::Source::Calcom)
+            .await?;
+    }
     emails
         .iter()
         .map(|e| {

@@ -260,6 +260,17 @@ pub fn snapshot_sql(plan: &Plan) -> Sql {
 
 /// The counts a snapshot taken now would write, and three rendered samples.
 pub async fn dry_run(db: &impl GenericClient, campaign_id: Uuid) -> anyhow::Result<DryRun> {
+    dry_run_for(db, campaign_id, None).await
+}
+
+/// [`dry_run`] for a caller: the counts cover the whole audience, the
+/// samples only contacts `owner_scope` may read (`Principal::owner_scope`:
+/// `None` for admins, else own and unowned contacts).
+pub async fn dry_run_for(
+    db: &impl GenericClient,
+    campaign_id: Uuid,
+    owner_scope: Option<&str>,
+) -> anyhow::Result<DryRun> {
     let plan = load_plan(db, campaign_id).await?;
     let q = audience_sql(&plan);
     let counted = format!(
@@ -281,8 +292,12 @@ pub async fn dry_run(db: &impl GenericClient, campaign_id: Uuid) -> anyhow::Resu
             }
         }
     }
+    let mut q = q;
+    let scope = q.bind(owner_scope.map(str::to_string));
     let first = format!(
-        "select contact_id from ({}) a where reason is null order by contact_id limit 3",
+        "select a.contact_id from ({}) a join contacts sc on sc.id = a.contact_id \
+         where a.reason is null and ({scope}::text is null or sc.owner_id = {scope} or sc.owner_id is null) \
+         order by a.contact_id limit 3",
         q.text
     );
     let ids: Vec<Uuid> = db

@@ -5,7 +5,9 @@
 //! count and a `next_cursor`: one request draws the board. With
 //! `cursor` (which names its column) or `stage_id` it answers that one
 //! column's page, in the same shape, for "load more" in one column.
-//! Members see their own deals and unowned ones; admins all.
+//! Members see their own deals and unowned ones, and only on contacts they
+//! may read (own or unowned): a deal is never more visible than its
+//! contact, whose name, e-mail and company the card carries. Admins see all.
 //!
 //! Pages key on `(created_at, id)`, which never change: webhooks and edits
 //! touch `updated_at` all the time, and a page key that moves makes deals
@@ -116,8 +118,9 @@ pub async fn board(
     let scope = who.owner_scope();
     let counts = db
         .prepare_cached(
-            "select d.stage_id, count(*) from deals d where d.pipeline_id = $1 \
-             and ($2::text is null or d.owner_id = $2 or d.owner_id is null) group by d.stage_id",
+            "select d.stage_id, count(*) from deals d join contacts c on c.id = d.contact_id \
+             where d.pipeline_id = $1 and ($2::text is null or ((d.owner_id = $2 or d.owner_id is null) \
+             and (c.owner_id = $2 or c.owner_id is null))) group by d.stage_id",
         )
         .await
         .map_err(|e| ApiError::from_db(e, "preparing the stage counts"))?;
@@ -138,7 +141,8 @@ pub async fn board(
                 .prepare_cached(&format!(
                     "select {} from deals d join contacts c on c.id = d.contact_id \
                      where d.pipeline_id = $1 and d.stage_id = $2 \
-                       and ($3::text is null or d.owner_id = $3 or d.owner_id is null) \
+                       and ($3::text is null or ((d.owner_id = $3 or d.owner_id is null) \
+                         and (c.owner_id = $3 or c.owner_id is null))) \
                        and d.created_at <= $4 and (d.created_at, d.id) < ($4, $5) \
                      order by d.created_at desc, d.id desc limit $6",
                     records::DEAL_COLUMNS
@@ -154,8 +158,10 @@ pub async fn board(
                 .prepare_cached(&format!(
                     "select {} from pipeline_stages s \
                      cross join lateral ( \
-                       select * from deals d where d.pipeline_id = $1 and d.stage_id = s.id \
-                         and ($2::text is null or d.owner_id = $2 or d.owner_id is null) \
+                       select d.* from deals d join contacts vc on vc.id = d.contact_id \
+                       where d.pipeline_id = $1 and d.stage_id = s.id \
+                         and ($2::text is null or ((d.owner_id = $2 or d.owner_id is null) \
+                           and (vc.owner_id = $2 or vc.owner_id is null))) \
                        order by d.created_at desc, d.id desc limit $3) d \
                      join contacts c on c.id = d.contact_id \
                      where s.pipeline_id = $1 \

@@ -5,7 +5,7 @@ use super::{
     Done,
     error::ApiError,
     input::{Fields, Patch},
-    log_system, owner_field, records,
+    checked_owner, log_system, ownership, records,
 };
 use crate::{
     auth::Principal,
@@ -104,7 +104,7 @@ async fn create(
     who: &Principal,
     input: ContactInput,
 ) -> Result<Done, ApiError> {
-    let owner = owner_field(who, input.owner_id.clone())?;
+    let owner = checked_owner(db, who, input.owner_id.clone()).await?;
     let stmt = db
         .prepare_cached(&format!(
             "insert into contacts as c (email, phone, full_name, company, website, owner_id, source) \
@@ -164,7 +164,7 @@ async fn update(
 
     let owner = match &input.owner_id {
         Patch::Absent => None,
-        other => Some(owner_field(who, other.clone())?),
+        other => Some(checked_owner(db, who, other.clone()).await?),
     };
     // In the order of the columns read above and of the update's parameters.
     let given = [
@@ -239,6 +239,21 @@ async fn update(
         )
         .await
         .map_err(|e| ApiError::from_db(e, "updating a contact"))?;
+    let mut enqueued = Vec::new();
+    if changed.contains(&"owner_id") {
+        // The open deals follow, with the timeline entry and event of an assignment.
+        let from: Option<String> = current.get(5);
+        let t = ownership::transfer(
+            db,
+            who,
+            id,
+            from,
+            row.get::<_, Option<&str>>(9),
+            ownership::Via::Assign,
+        )
+        .await?;
+        enqueued.extend(t.message_id);
+    }
     log_system(
         db,
         id,
@@ -248,7 +263,11 @@ async fn update(
         &who.actor(),
     )
     .await?;
-    Ok(Done::new(200, records::contact(&row)))
+    Ok(Done {
+        status: 200,
+        body: records::contact(&row),
+        enqueued,
+    })
 }
 
 #[cfg(test)]

@@ -83,6 +83,44 @@ impl Cursor {
     }
 }
 
+/// A cursor whose tie-breaker is a text key instead of a UUID (a C2S lead
+/// id): base64url of `<tag>|<timestamp µs>|<key>`, same codec and the same
+/// 422 for anything this API did not issue. The key is last, so it may hold `|`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCursor {
+    pub at: DateTime<Utc>,
+    pub key: String,
+}
+
+impl KeyCursor {
+    /// C2S leads, newest `created_at` first (`GET /api/v1/c2s/leads`).
+    pub const C2S_LEADS: &'static str = "l1";
+
+    pub fn encode(&self, tag: &str) -> String {
+        B64.encode(format!("{tag}|{}|{}", self.at.timestamp_micros(), self.key))
+    }
+
+    pub fn decode(raw: &str, tag: &str) -> Result<Self, ApiError> {
+        let invalid = || ApiError::validation("cursor", "is not a valid cursor");
+        let bytes = B64.decode(raw.trim()).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let mut parts = text.splitn(3, '|');
+        if parts.next() != Some(tag) {
+            return Err(invalid());
+        }
+        let micros: i64 = parts
+            .next()
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(invalid)?;
+        let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(invalid)?;
+        let key = parts.next().filter(|k| !k.is_empty()).ok_or_else(invalid)?;
+        Ok(Self {
+            at,
+            key: key.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +172,20 @@ mod tests {
         ] {
             let e = Cursor::decode(bad, CursorKind::Deals).unwrap_err();
             assert_eq!(e.body()["field"], "cursor", "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_cursors_round_trip_and_refuse_other_tags() {
+        let c = KeyCursor {
+            at: DateTime::from_timestamp_micros(1_795_183_513_123_456).unwrap(),
+            key: "lead|with|bars".into(),
+        };
+        let raw = c.encode(KeyCursor::C2S_LEADS);
+        assert_eq!(KeyCursor::decode(&raw, KeyCursor::C2S_LEADS).unwrap(), c);
+        for bad in [raw.as_str(), "", "!!!", &B64.encode("l1|12|")] {
+            let tag = if bad == raw { "x1" } else { KeyCursor::C2S_LEADS };
+            assert_eq!(KeyCursor::decode(bad, tag).unwrap_err().body()["field"], "cursor");
         }
     }
 }

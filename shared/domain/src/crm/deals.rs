@@ -7,7 +7,7 @@ use super::{
     Done,
     error::ApiError,
     input::{self, Fields, Patch, required},
-    log_system, owner_field, records,
+    checked_owner, log_system, ownership, records,
 };
 use crate::{
     auth::Principal,
@@ -122,7 +122,7 @@ async fn create(
     let value_cents = input.value_cents.given().flatten();
     let currency = input.currency.given().flatten();
     check_money(value_cents, currency.as_deref())?;
-    let owner = owner_field(who, input.owner_id)?;
+    let owner = checked_owner(db, who, input.owner_id).await?;
 
     let contact = db
         .prepare_cached("select owner_id from contacts where id = $1")
@@ -223,7 +223,8 @@ async fn pipeline_exists(db: &impl GenericClient, id: Uuid) -> Result<bool, ApiE
     Ok(row.is_some())
 }
 
-/// Locks a deal the caller may change; anything else is 404.
+/// Locks a deal the caller may change — their own, on a contact they may
+/// read (a deal is never more visible than its contact); anything else is 404.
 async fn lock_owned(
     db: &impl GenericClient,
     who: &Principal,
@@ -231,16 +232,87 @@ async fn lock_owned(
 ) -> Result<tokio_postgres::Row, ApiError> {
     let lock = db
         .prepare_cached(
-            "select owner_id, contact_id, pipeline_id, stage_id, title, value_cents, currency \
-             from deals where id = $1 for update",
+            "select d.owner_id, d.contact_id, d.pipeline_id, d.stage_id, d.title, d.value_cents, \
+             d.currency, c.owner_id from deals d join contacts c on c.id = d.contact_id \
+             where d.id = $1 for update of d",
         )
         .await
         .map_err(|e| ApiError::from_db(e, "preparing the deal lock"))?;
     db.query_opt(&lock, &[&id])
         .await
         .map_err(|e| ApiError::from_db(e, "locking the deal"))?
-        .filter(|row| who.may_change(row.get::<_, Option<&str>>(0)))
+        .filter(|row| {
+            who.may_change(row.get::<_, Option<&str>>(0))
+                && who.may_read(row.get::<_, Option<&str>>(7))
+        })
         .ok_or(ApiError::NotFound("deal"))
+}
+
+/// Before a member's board move: an unowned deal on a contact they may read
+/// is claimed — the contact and its open deals become theirs, in this
+/// transaction (ownership::transfer, `via: board_move`). Locks the contact
+/// before the deal, the order assign and claim take them. Anything else is
+/// left to `lock_owned` (their own deal moves; someone else's is 404).
+async fn claim_for_move(
+    db: &impl GenericClient,
+    who: &Principal,
+    id: Uuid,
+) -> Result<Option<ownership::Transfer>, ApiError> {
+    if who.is_admin() {
+        return Ok(None);
+    }
+    let peek = db
+        .prepare_cached("select owner_id, contact_id from deals where id = $1")
+        .await
+        .map_err(|e| ApiError::from_db(e, "preparing the deal read"))?;
+    let Some(row) = db
+        .query_opt(&peek, &[&id])
+        .await
+        .map_err(|e| ApiError::from_db(e, "reading the deal"))?
+    else {
+        return Ok(None);
+    };
+    if row.get::<_, Option<&str>>(0).is_some() {
+        return Ok(None);
+    }
+    let contact_id: Uuid = row.get(1);
+    let Some(contact_owner) = ownership::lock_contact(db, contact_id).await? else {
+        return Ok(None);
+    };
+    if !who.may_read(contact_owner.as_deref()) {
+        return Err(ApiError::NotFound("deal"));
+    }
+    let me = ownership::active_owner(db, who.user_id()).await?.to_string();
+    // Re-read under the lock: someone may have claimed it meanwhile.
+    let lock = db
+        .prepare_cached("select owner_id from deals where id = $1 for update")
+        .await
+        .map_err(|e| ApiError::from_db(e, "preparing the deal lock"))?;
+    let still_unowned = db
+        .query_opt(&lock, &[&id])
+        .await
+        .map_err(|e| ApiError::from_db(e, "locking the deal"))?
+        .is_some_and(|r| r.get::<_, Option<&str>>(0).is_none());
+    if !still_unowned {
+        return Ok(None);
+    }
+    let t = ownership::transfer(
+        db,
+        who,
+        contact_id,
+        contact_owner,
+        Some(&me),
+        ownership::Via::BoardMove,
+    )
+    .await?;
+    // A closed deal does not follow its contact, but the one dragged is claimed too.
+    db.execute(
+        "update deals set owner_id = $2, updated_at = now() where id = $1 and owner_id is null",
+        &[&id, &me],
+    )
+    .await
+    .map_err(|e| ApiError::from_db(e, "claiming the deal"))?;
+    Ok(Some(t))
 }
 
 async fn update(
@@ -265,7 +337,7 @@ async fn update(
     }
     let owner = match input.owner_id {
         Patch::Absent => None,
-        other => Some(owner_field(who, other)?),
+        other => Some(checked_owner(db, who, other).await?),
     };
     let cur_owner: Option<String> = current.get(0);
     let cur_title: String = current.get(4);
@@ -348,6 +420,7 @@ pub async fn move_stage(
     id: Uuid,
     stage_id: Uuid,
 ) -> Result<Done, ApiError> {
+    let claimed = claim_for_move(db, who, id).await?;
     lock_owned(db, who, id).await?;
     let (outcome, message_id) = move_to(db, who, id, stage_id).await?;
     let mut body = read(db, id).await?;
@@ -355,10 +428,15 @@ pub async fn move_stage(
         MoveOutcome::Moved(event) => event.payload(),
         MoveOutcome::Unchanged => Value::Null,
     };
+    let mut enqueued: Vec<Uuid> = message_id.into_iter().collect();
+    if let Some(t) = claimed {
+        enqueued.extend(t.message_id);
+        body["claimed"] = serde_json::to_value(&t).expect("a transfer serialises");
+    }
     Ok(Done {
         status: 200,
         body,
-        enqueued: message_id.into_iter().collect(),
+        enqueued,
     })
 }
 

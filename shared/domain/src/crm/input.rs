@@ -152,6 +152,23 @@ impl Fields {
     }
 }
 
+impl Fields {
+    /// A JSON boolean.
+    pub fn boolean(&self, name: &str) -> Result<Patch<bool>, ApiError> {
+        match self.map.get(name) {
+            None => Ok(Patch::Absent),
+            Some(Value::Null) => Ok(Patch::Null),
+            Some(Value::Bool(b)) => Ok(Patch::Set(*b)),
+            Some(_) => Err(ApiError::validation(name, "must be true or false")),
+        }
+    }
+
+    /// The raw value of a field (for lists and objects the caller reads itself).
+    pub fn raw(&self, name: &str) -> Option<&Value> {
+        self.map.get(name)
+    }
+}
+
 /// `Set` or a 422 saying the field is required.
 pub fn required<T>(patch: Patch<T>, name: &str) -> Result<T, ApiError> {
     match patch {

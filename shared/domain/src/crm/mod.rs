@@ -12,8 +12,11 @@ pub mod deals;
 pub mod error;
 pub mod idempotency;
 pub mod input;
+pub mod pipelines;
+pub mod ownership;
 pub mod reads;
 pub mod records;
+pub mod routing;
 pub mod run;
 pub mod timeline;
 
@@ -46,7 +49,8 @@ impl Done {
 
 /// The `owner_id` to store for a given `owner_id` field: the caller when
 /// absent; members may only name themselves (403 otherwise); admins anyone,
-/// or nobody (`null`).
+/// or nobody (`null`). A named owner must also be an active user:
+/// [`checked_owner`].
 pub fn owner_field(who: &Principal, given: Patch<String>) -> Result<Option<String>, ApiError> {
     match given {
         Patch::Absent => Ok(Some(who.user_id().to_string())),
@@ -56,6 +60,22 @@ pub fn owner_field(who: &Principal, given: Patch<String>) -> Result<Option<Strin
         _ => Err(ApiError::Forbidden(
             "owner_id: members may only assign records to themselves".into(),
         )),
+    }
+}
+
+/// [`owner_field`], then the check that a named owner is an active user
+/// (422 `owner_id` otherwise). An absent `owner_id` (the caller) is not
+/// looked up: the token already says who the caller is.
+pub async fn checked_owner(
+    db: &impl GenericClient,
+    who: &Principal,
+    given: Patch<String>,
+) -> Result<Option<String>, ApiError> {
+    let named = matches!(given, Patch::Set(_));
+    let owner = owner_field(who, given)?;
+    match owner {
+        Some(o) if named => Ok(Some(ownership::active_owner(db, &o).await?.to_string())),
+        other => Ok(other),
     }
 }
 

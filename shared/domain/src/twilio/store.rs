@@ -61,7 +61,8 @@ pub async fn find_contact(
 }
 
 /// A sender nobody registered: an unregistered lead named after its
-/// WhatsApp profile, else `Yeni Lead (<phone>)`.
+/// WhatsApp profile, else `Yeni Lead (<phone>)`; owned by whoever the
+/// Twilio lead routing rule names (`crm::routing`).
 pub async fn create_lead(
     db: &impl GenericClient,
     phone: &PhoneE164,
@@ -79,7 +80,9 @@ pub async fn create_lead(
         .await
         .context("creating the lead")?
     {
-        return Ok(row.get(0));
+        let id: Uuid = row.get(0);
+        crate::crm::routing::route_new_contact(db, id, crate::crm::routing::Source::Twilio).await?;
+        return Ok(id);
     }
     // Registered in the meantime under exactly this number (e.g. through the CRM API).
     let existing = db

@@ -353,9 +353,11 @@ pub async fn update(
 }
 
 /// POST {id}/send?dry_run=true: the recipients a send would have now.
-pub async fn dry_run(db: &impl GenericClient, id: Uuid) -> Result<Value, ApiError> {
+/// POST {id}/send?dry_run=true: whole-audience counts, samples of contacts
+/// the caller may read only.
+pub async fn dry_run(db: &impl GenericClient, who: &Principal, id: Uuid) -> Result<Value, ApiError> {
     let r = row(db, id, false).await?;
-    let d = audience::dry_run(db, id).await?;
+    let d = audience::dry_run_for(db, id, who.owner_scope()).await?;
     Ok(json!({
         "campaign_id": id,
         "status": r.get::<_, String>(5),

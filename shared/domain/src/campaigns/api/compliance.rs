@@ -10,11 +10,14 @@ use crate::{
         audit::{self, AuditEntry},
         switch,
     },
-    crm::{ApiError, Done},
+    crm::{
+        ApiError, Done,
+        input::{Fields, Patch},
+    },
     db::GenericClient,
     unsubscribe::Unsubscribe,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 fn channel_of(raw: &str) -> Result<&str, ApiError> {
@@ -81,25 +84,46 @@ pub async fn add_opt_out(
     ))
 }
 
-/// DELETE contacts/{id}/opt-outs/{channel}: lifts the suppression (404 when none).
+/// Body of DELETE contacts/{id}/opt-outs/{channel}: `{"reason": "…"}`, required.
+pub fn parse_lift_reason(body: Map<String, Value>) -> Result<String, ApiError> {
+    match Fields::new(body, &["reason"])?.text("reason", 500)? {
+        Patch::Set(r) => Ok(r),
+        _ => Err(ApiError::validation(
+            "reason",
+            "is required: say why this contact may be messaged again",
+        )),
+    }
+}
+
+/// DELETE contacts/{id}/opt-outs/{channel}: an admin lifts the suppression,
+/// giving a reason (audited with the opt-out's source). Members never lift
+/// one (403): an opt-out the contact gave (STOP, the unsubscribe link, an
+/// unsubscribe reply) is lifted by the contact (START) or an admin. 404 when none.
 pub async fn remove_opt_out(
     db: &impl GenericClient,
     who: &Principal,
     contact_id: Uuid,
     channel: &str,
+    reason: &str,
 ) -> Result<Done, ApiError> {
+    if !who.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only admins may lift an opt-out".into(),
+        ));
+    }
     let channel = channel_of(channel)?;
     visible_contact(db, who, contact_id).await?;
-    let n = db
-        .execute(
-            "delete from opt_outs where contact_id = $1 and channel = $2",
+    let removed = db
+        .query_opt(
+            "delete from opt_outs where contact_id = $1 and channel = $2 returning source",
             &[&contact_id, &channel],
         )
         .await
         .map_err(|e| db_err(e, "removing an opt-out"))?;
-    if n == 0 {
+    let Some(removed) = removed else {
         return Err(ApiError::NotFound("opt-out"));
-    }
+    };
+    let source: String = removed.get(0);
     audit::record(
         db,
         &AuditEntry {
@@ -107,7 +131,7 @@ pub async fn remove_opt_out(
             actor: &who.actor(),
             target_type: "contact",
             target_id: Some(contact_id.to_string()),
-            details: json!({"channel": channel}),
+            details: json!({"channel": channel, "source": source, "reason": reason}),
         },
     )
     .await?;

@@ -245,8 +245,11 @@ pub async fn delete_segment(
 
 /// GET segments/{id}/preview: how many contacts match now, and the first
 /// page (newest first; ids, names and flags — no e-mails or phones).
+/// GET segments/{id}/preview: `count` is the whole segment (callers have
+/// `can_use_crm`); `items` are only contacts the caller may read.
 pub async fn preview_segment(
     db: &impl GenericClient,
+    who: &Principal,
     id: Uuid,
     cursor: Option<&str>,
     limit: i64,
@@ -265,6 +268,10 @@ pub async fn preview_segment(
          from contacts c where true",
     );
     filter.push_where(&mut page);
+    let scope = page.bind(who.owner_scope().map(str::to_string));
+    page.push(&format!(
+        " and ({scope}::text is null or c.owner_id = {scope} or c.owner_id is null)"
+    ));
     if let Some(raw) = cursor {
         let (at, cid) = decode_cursor("sp1", raw)?;
         let a = page.bind(at);
