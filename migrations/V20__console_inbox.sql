@@ -10,3 +10,10 @@ drop table notifications;
 -- Unread counts per contact (GET /api/conversations): only the unread
 -- inbound rows are indexed, so the index stays as small as the backlog.
 create index messages_unread_idx on messages (contact_id, channel) where direction = 'in' and not is_read;
+
+-- The inbox's order (GET /api/conversations): messages newest first with
+-- the contact as tie-break, scanned from the cursor; a message counts when it
+-- is its contact's newest (probed on messages_contact_idx). An index only:
+-- no table kept by a trigger, so concurrent message inserts of one contact
+-- never wait on each other.
+create index messages_recent_idx on messages (created_at desc, contact_id desc);

@@ -163,7 +163,9 @@ async fn write(
         Box::pin(async move {
             let json = |v: &managers::ManagerOut| serde_json::to_value(v).expect("serialises");
             Ok(match action {
-                Write::Create(input) => Done::new(201, json(&managers::create(tx, who, input).await?)),
+                Write::Create(input) => {
+                    Done::new(201, json(&managers::create(tx, who, input).await?))
+                }
                 Write::Update(id, input) => {
                     Done::new(200, json(&managers::update(tx, who, id, input).await?))
                 }

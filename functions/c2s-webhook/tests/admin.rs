@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use crm_domain::auth::{Claims, Role, mint};
 use crm_domain::Secret;
+use crm_domain::auth::{Claims, Role, mint};
 use crm_testkit::TestDb;
 use serde_json::{Value, json};
 
@@ -68,7 +68,12 @@ async fn call(
 }
 
 /// Ingests the `create-flat.json` lead (id `6f1c2a9e0b7d4e3f`) with another id / e-mail / phone.
-async fn ingest(deps: &c2s_webhook::Deps, id: &str, email: Option<&str>, phone: Option<&str>) -> String {
+async fn ingest(
+    deps: &c2s_webhook::Deps,
+    id: &str,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> String {
     let mut body = sample_body("create-flat.json");
     body["id"] = json!(id);
     body["attributes"]["customer"]["email"] = json!(email);
@@ -77,7 +82,10 @@ async fn ingest(deps: &c2s_webhook::Deps, id: &str, email: Option<&str>, phone: 
     let (status, answer) = send(deps, post_json(&body)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 1, "{answer}");
-    answer["results"][0]["event_id"].as_str().unwrap().to_string()
+    answer["results"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Finishes the event as the worker would: a completed run (same person),
@@ -134,7 +142,15 @@ async fn leads_list_filters_by_status_and_pages_by_cursor() {
     ingest(&deps, "L-new", None, Some("(11) 91234-5678")).await;
     enrich(&pg, "L-old", &first).await;
 
-    let (s, page) = call(&deps, "GET", "/api/v1/c2s/leads", &[("limit", "1")], None, Some(&admin())).await;
+    let (s, page) = call(
+        &deps,
+        "GET",
+        "/api/v1/c2s/leads",
+        &[("limit", "1")],
+        None,
+        Some(&admin()),
+    )
+    .await;
     assert_eq!(s, 200, "{page}");
     assert_eq!(page["leads"].as_array().unwrap().len(), 1);
     assert_eq!(page["leads"][0]["lead_id"], "L-new");
@@ -159,15 +175,47 @@ async fn leads_list_filters_by_status_and_pages_by_cursor() {
     assert_eq!(old["last_event"]["duration_ms"], 1200);
     assert_eq!(old["enrichment"]["status"], "completed");
     assert_eq!(old["enrichment"]["identity"], "same_person");
-    assert_eq!(old["note"], json!({"posted": true, "status": "posted", "why": null, "posted_at": old["note"]["posted_at"]}));
+    assert_eq!(
+        old["note"],
+        json!({"posted": true, "status": "posted", "why": null, "posted_at": old["note"]["posted_at"]})
+    );
     assert!(page2["next_cursor"].is_null());
 
-    let (_, failed) = call(&deps, "GET", "/api/v1/c2s/leads", &[("status", "completed")], None, Some(&admin())).await;
-    let ids: Vec<&str> = failed["leads"].as_array().unwrap().iter().map(|l| l["lead_id"].as_str().unwrap()).collect();
+    let (_, failed) = call(
+        &deps,
+        "GET",
+        "/api/v1/c2s/leads",
+        &[("status", "completed")],
+        None,
+        Some(&admin()),
+    )
+    .await;
+    let ids: Vec<&str> = failed["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lead_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["L-old"]);
-    let (s, bad) = call(&deps, "GET", "/api/v1/c2s/leads", &[("status", "nope")], None, Some(&admin())).await;
+    let (s, bad) = call(
+        &deps,
+        "GET",
+        "/api/v1/c2s/leads",
+        &[("status", "nope")],
+        None,
+        Some(&admin()),
+    )
+    .await;
     assert_eq!((s, bad["field"].as_str()), (422, Some("status")));
-    let (s, bad) = call(&deps, "GET", "/api/v1/c2s/leads", &[("cursor", "x")], None, Some(&admin())).await;
+    let (s, bad) = call(
+        &deps,
+        "GET",
+        "/api/v1/c2s/leads",
+        &[("cursor", "x")],
+        None,
+        Some(&admin()),
+    )
+    .await;
     assert_eq!((s, bad["field"].as_str()), (422, Some("cursor")));
 }
 
@@ -176,7 +224,13 @@ async fn a_lead_page_shows_runs_lookups_verdict_note_parties_and_its_contact() {
     let db = TestDb::new().await;
     let pg = db.client().await;
     let deps = deps(&db);
-    let event = ingest(&deps, "L1", Some("Mariana@Example.com.br"), Some("(11) 98765-4321")).await;
+    let event = ingest(
+        &deps,
+        "L1",
+        Some("Mariana@Example.com.br"),
+        Some("(11) 98765-4321"),
+    )
+    .await;
     let (run, party) = enrich(&pg, "L1", &event).await;
     // The contact has the lead's phone in its old WhatsApp spelling (no 9th
     // digit) and another e-mail: linked by phone, through the Twilio rules.
@@ -189,7 +243,15 @@ async fn a_lead_page_shows_runs_lookups_verdict_note_parties_and_its_contact() {
         .unwrap()
         .get(0);
 
-    let (s, page) = call(&deps, "GET", "/api/v1/c2s/leads/L1", &[], None, Some(&admin())).await;
+    let (s, page) = call(
+        &deps,
+        "GET",
+        "/api/v1/c2s/leads/L1",
+        &[],
+        None,
+        Some(&admin()),
+    )
+    .await;
     assert_eq!(s, 200, "{page}");
     assert_eq!(page["lead"]["customer_email"], "mariana@example.com.br");
     assert_eq!(page["verdict"], "same_person");
@@ -204,7 +266,10 @@ async fn a_lead_page_shows_runs_lookups_verdict_note_parties_and_its_contact() {
             {"source": "work_api", "datum": "cpf", "result": "found", "reason": null, "party_id": party}
         ])
     );
-    assert_eq!(page["notes"][0]["body"], "Telefone e e-mail da mesma pessoa");
+    assert_eq!(
+        page["notes"][0]["body"],
+        "Telefone e e-mail da mesma pessoa"
+    );
     assert_eq!(page["notes"][0]["status"], "posted");
     assert_eq!(page["note"]["posted"], true);
     assert_eq!(page["parties"][0]["cpf"], "52998224725");
@@ -221,11 +286,27 @@ async fn a_lead_page_shows_runs_lookups_verdict_note_parties_and_its_contact() {
         .await
         .unwrap()
         .get(0);
-    let (_, page) = call(&deps, "GET", "/api/v1/c2s/leads/L1", &[], None, Some(&admin())).await;
+    let (_, page) = call(
+        &deps,
+        "GET",
+        "/api/v1/c2s/leads/L1",
+        &[],
+        None,
+        Some(&admin()),
+    )
+    .await;
     assert_eq!(page["contact"]["contact_id"], by_mail.as_str());
     assert_eq!(page["contact"]["matched_by"], "email");
 
-    let (s, missing) = call(&deps, "GET", "/api/v1/c2s/leads/nope", &[], None, Some(&admin())).await;
+    let (s, missing) = call(
+        &deps,
+        "GET",
+        "/api/v1/c2s/leads/nope",
+        &[],
+        None,
+        Some(&admin()),
+    )
+    .await;
     assert_eq!((s, missing["code"].as_str()), (404, Some("not_found")));
 }
 
@@ -250,11 +331,23 @@ async fn members_need_c2s_read_for_leads_and_admin_for_managers() {
     for (method, path, body) in [
         ("GET", "/api/v1/c2s/managers".to_string(), None),
         ("POST", "/api/v1/c2s/managers".to_string(), Some(&body)),
-        ("PATCH", format!("/api/v1/c2s/managers/{}", uuid::Uuid::nil()), Some(&body)),
-        ("DELETE", format!("/api/v1/c2s/managers/{}", uuid::Uuid::nil()), None),
+        (
+            "PATCH",
+            format!("/api/v1/c2s/managers/{}", uuid::Uuid::nil()),
+            Some(&body),
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/c2s/managers/{}", uuid::Uuid::nil()),
+            None,
+        ),
     ] {
         let (s, b) = call(&deps, method, &path, &[], body, Some(&reader)).await;
-        assert_eq!((s, b["code"].as_str()), (403, Some("forbidden")), "{method} {path}");
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}"
+        );
     }
     let pg = db.client().await;
     assert_eq!(count(&pg, "select count(*) from managers").await, 0);
@@ -286,12 +379,21 @@ async fn managers_crud_keeps_sellers_and_audits_every_change() {
     let path = format!("/api/v1/c2s/managers/{id}");
     // The enrichment worker's matching sees the new manager.
     let pooled = deps.pool.get().await.unwrap();
-    let found = crm_domain::enrichment::managers::managers_for_seller(&pooled, Some("s-2041"), None)
-        .await
-        .unwrap();
+    let found =
+        crm_domain::enrichment::managers::managers_for_seller(&pooled, Some("s-2041"), None)
+            .await
+            .unwrap();
     assert_eq!(found.len(), 1);
 
-    let (s, bad) = call(&deps, "POST", "/api/v1/c2s/managers", &[], Some(&json!({"name": "No way to reach"})), Some(&admin())).await;
+    let (s, bad) = call(
+        &deps,
+        "POST",
+        "/api/v1/c2s/managers",
+        &[],
+        Some(&json!({"name": "No way to reach"})),
+        Some(&admin()),
+    )
+    .await;
     assert_eq!((s, bad["field"].as_str()), (422, Some("email")));
 
     let (s, changed) = call(
@@ -306,7 +408,15 @@ async fn managers_crud_keeps_sellers_and_audits_every_change() {
     assert_eq!(s, 200, "{changed}");
     assert_eq!(changed["active"], false);
     assert_eq!(changed["sellers"], json!([{"seller_id": "s-9"}]));
-    let (_, list) = call(&deps, "GET", "/api/v1/c2s/managers", &[], None, Some(&admin())).await;
+    let (_, list) = call(
+        &deps,
+        "GET",
+        "/api/v1/c2s/managers",
+        &[],
+        None,
+        Some(&admin()),
+    )
+    .await;
     assert_eq!(list["managers"].as_array().unwrap().len(), 1);
     let (_, one) = call(&deps, "GET", &path, &[], None, Some(&admin())).await;
     assert_eq!(one["sellers"], json!([{"seller_id": "s-9"}]));
@@ -321,8 +431,13 @@ async fn managers_crud_keeps_sellers_and_audits_every_change() {
     .await
     .unwrap();
     let (s, kept) = call(&deps, "DELETE", &path, &[], None, Some(&admin())).await;
-    assert_eq!((s, kept["code"].as_str()), (409, Some("manager_has_notifications")));
-    pg.execute("delete from manager_notifications", &[]).await.unwrap();
+    assert_eq!(
+        (s, kept["code"].as_str()),
+        (409, Some("manager_has_notifications"))
+    );
+    pg.execute("delete from manager_notifications", &[])
+        .await
+        .unwrap();
     let (s, gone) = call(&deps, "DELETE", &path, &[], None, Some(&admin())).await;
     assert_eq!(s, 200, "{gone}");
     let (s, _) = call(&deps, "GET", &path, &[], None, Some(&admin())).await;
@@ -330,7 +445,10 @@ async fn managers_crud_keeps_sellers_and_audits_every_change() {
     assert_eq!(count(&pg, "select count(*) from manager_sellers").await, 0);
 
     let audit: Vec<String> = pg
-        .query("select action from audit_log where target_type = 'c2s_manager' order by id", &[])
+        .query(
+            "select action from audit_log where target_type = 'c2s_manager' order by id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -338,12 +456,19 @@ async fn managers_crud_keeps_sellers_and_audits_every_change() {
         .collect();
     assert_eq!(
         audit,
-        ["crm.manager.created", "crm.manager.updated", "crm.manager.deleted"]
+        [
+            "crm.manager.created",
+            "crm.manager.updated",
+            "crm.manager.deleted"
+        ]
     );
     let details: String = pg
         .query_one("select string_agg(details::text, ' ') from audit_log", &[])
         .await
         .unwrap()
         .get(0);
-    assert!(!details.contains("imob.com.br") && !details.contains("Ana"), "{details}");
+    assert!(
+        !details.contains("imob.com.br") && !details.contains("Ana"),
+        "{details}"
+    );
 }

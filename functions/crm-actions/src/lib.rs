@@ -80,7 +80,10 @@ impl Deps {
 pub enum Action {
     Contact(ContactInput),
     Deal(DealInput),
-    MoveStage { deal_id: Uuid, stage_id: Uuid },
+    MoveStage {
+        deal_id: Uuid,
+        stage_id: Uuid,
+    },
     Pipeline(crm_domain::crm::pipelines::PipelineAction),
     /// An admin gives a contact to a user (`None`: nobody).
     Assign {
@@ -88,8 +91,13 @@ pub enum Action {
         owner_id: Option<String>,
     },
     /// The caller takes an unowned contact.
-    Claim { contact_id: Uuid },
-    SetRouting { source: Source, rule: Rule },
+    Claim {
+        contact_id: Uuid,
+    },
+    SetRouting {
+        source: Source,
+        rule: Rule,
+    },
 }
 
 /// `rawPath` from `/crm/` on, or from `/api/v1/` for the lead-routing route

@@ -16,7 +16,14 @@ pub const UPDATE_STAGE: &str = "/crm/actions/pipelines/{id}/stages/{stage_id}";
 pub const REMOVE_STAGE: &str = "/crm/actions/pipelines/{id}/stages/{stage_id}/remove";
 
 /// This module's routes (all POST), appended to the function's `ROUTES`.
-pub const PATTERNS: &[&str] = &[CREATE, RENAME, ADD_STAGE, REORDER, UPDATE_STAGE, REMOVE_STAGE];
+pub const PATTERNS: &[&str] = &[
+    CREATE,
+    RENAME,
+    ADD_STAGE,
+    REORDER,
+    UPDATE_STAGE,
+    REMOVE_STAGE,
+];
 
 /// Members are refused before their body is read (403, nothing parsed or written).
 pub fn require_admin(who: &Principal) -> Result<(), ApiError> {

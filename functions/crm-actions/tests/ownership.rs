@@ -74,7 +74,11 @@ async fn an_owner_that_is_not_an_active_user_is_422_on_every_write() {
     )
     .await
     .unwrap();
-    for owner in ["free-text-owner", gone.as_str(), "00000000-0000-0000-0000-000000000001"] {
+    for owner in [
+        "free-text-owner",
+        gone.as_str(),
+        "00000000-0000-0000-0000-000000000001",
+    ] {
         let a = call(
             &deps,
             Call::post(
@@ -102,7 +106,10 @@ async fn an_owner_that_is_not_an_active_user_is_422_on_every_write() {
         ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("owner_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("owner_id"))
+    );
     let a = call(
         &deps,
         Call::post(
@@ -112,8 +119,14 @@ async fn an_owner_that_is_not_an_active_user_is_422_on_every_write() {
         ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("owner_id")));
-    assert_eq!(owner_of(&pg, "contacts", &c).await.as_deref(), Some(ana.as_str()));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("owner_id"))
+    );
+    assert_eq!(
+        owner_of(&pg, "contacts", &c).await.as_deref(),
+        Some(ana.as_str())
+    );
     assert_eq!(count(&pg, "select count(*) from deals").await, 0);
 
     // A free-text owner written before accounts keeps working for its token.
@@ -127,7 +140,10 @@ async fn an_owner_that_is_not_an_active_user_is_422_on_every_write() {
         ),
     )
     .await;
-    assert_eq!((a.status, a.body["owner_id"].as_str()), (200, Some("crm-user-7")));
+    assert_eq!(
+        (a.status, a.body["owner_id"].as_str()),
+        (200, Some("crm-user-7"))
+    );
 }
 
 #[tokio::test]
@@ -144,27 +160,54 @@ async fn an_admin_assigns_a_contact_and_its_open_deals_follow_with_timeline_and_
 
     let path = format!("/crm/actions/contacts/{c}/assign");
     // Members do not assign (403, before anything else); the body is checked (422).
-    let a = call(&deps, Call::post(&path, json!({"owner_id": bo}), &member(&bo))).await;
-    assert_eq!((a.status, a.body["code"].as_str()), (403, Some("forbidden")));
+    let a = call(
+        &deps,
+        Call::post(&path, json!({"owner_id": bo}), &member(&bo)),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     let a = call(&deps, Call::post(&path, json!({}), &boss)).await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("owner_id")));
-    let a = call(&deps, Call::post(&path, json!({"owner_id": "nobody"}), &boss)).await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("owner_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("owner_id"))
+    );
+    let a = call(
+        &deps,
+        Call::post(&path, json!({"owner_id": "nobody"}), &boss),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("owner_id"))
+    );
     let missing = "/crm/actions/contacts/00000000-0000-0000-0000-0000000000aa/assign";
     let a = call(&deps, Call::post(missing, json!({"owner_id": bo}), &boss)).await;
     assert_eq!(a.status, 404);
     assert!(outbox_events(&pg, "contact.assigned").await.is_empty());
 
-    let a = call(&deps, Call::post(&path, json!({"owner_id": bo}), &boss).key("assign-1")).await;
+    let a = call(
+        &deps,
+        Call::post(&path, json!({"owner_id": bo}), &boss).key("assign-1"),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["contact"]["owner_id"], bo.as_str());
     assert_eq!(a.body["assignment"]["from_owner_id"], "legacy-owner");
     assert_eq!(a.body["assignment"]["to_owner_id"], bo.as_str());
     assert_eq!(a.body["assignment"]["deal_ids"], json!([open]));
     assert_eq!(a.body["assignment"]["changed"], true);
-    assert_eq!(owner_of(&pg, "deals", &open).await.as_deref(), Some(bo.as_str()));
+    assert_eq!(
+        owner_of(&pg, "deals", &open).await.as_deref(),
+        Some(bo.as_str())
+    );
     // A closed deal keeps its owner: only open deals follow.
-    assert_eq!(owner_of(&pg, "deals", &won).await.as_deref(), Some("legacy-owner"));
+    assert_eq!(
+        owner_of(&pg, "deals", &won).await.as_deref(),
+        Some("legacy-owner")
+    );
     let row = pg
         .query_one(
             "select body, metadata, actor from activities where contact_id = $1::text::uuid \
@@ -173,7 +216,10 @@ async fn an_admin_assigns_a_contact_and_its_open_deals_follow_with_timeline_and_
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), "Boss Admin assigned this contact to Bo Member");
+    assert_eq!(
+        row.get::<_, String>(0),
+        "Boss Admin assigned this contact to Bo Member"
+    );
     let meta: Value = row.get(1);
     assert_eq!(
         meta,
@@ -188,10 +234,17 @@ async fn an_admin_assigns_a_contact_and_its_open_deals_follow_with_timeline_and_
     assert_eq!(events[0]["via"], "assign");
 
     // The same key replays; the same owner again changes nothing.
-    let again = call(&deps, Call::post(&path, json!({"owner_id": bo}), &boss).key("assign-1")).await;
+    let again = call(
+        &deps,
+        Call::post(&path, json!({"owner_id": bo}), &boss).key("assign-1"),
+    )
+    .await;
     assert!(again.replayed());
     let a = call(&deps, Call::post(&path, json!({"owner_id": bo}), &boss)).await;
-    assert_eq!((a.status, a.body["assignment"]["changed"].clone()), (200, json!(false)));
+    assert_eq!(
+        (a.status, a.body["assignment"]["changed"].clone()),
+        (200, json!(false))
+    );
     assert_eq!(outbox_events(&pg, "contact.assigned").await.len(), 1);
 
     // null leaves it (and its open deals) unowned.
@@ -223,7 +276,10 @@ async fn a_member_claims_an_unowned_contact_and_nobody_else_can_take_it() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["contact"]["owner_id"], ana.as_str());
     assert_eq!(a.body["assignment"]["deal_ids"], json!([d]));
-    assert_eq!(owner_of(&pg, "deals", &d).await.as_deref(), Some(ana.as_str()));
+    assert_eq!(
+        owner_of(&pg, "deals", &d).await.as_deref(),
+        Some(ana.as_str())
+    );
     let body: String = pg
         .query_one(
             "select body from activities where metadata ->> 'via' = 'claim'",
@@ -236,24 +292,47 @@ async fn a_member_claims_an_unowned_contact_and_nobody_else_can_take_it() {
 
     // Someone else's: 409, naming nobody.
     let a = call(&deps, Call::post(&path, json!({}), &member(&bo))).await;
-    assert_eq!((a.status, a.body["code"].as_str()), (409, Some("already_owned")));
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (409, Some("already_owned"))
+    );
     assert!(!a.body.to_string().contains(&ana), "{}", a.body);
-    assert_eq!(owner_of(&pg, "contacts", &c).await.as_deref(), Some(ana.as_str()));
+    assert_eq!(
+        owner_of(&pg, "contacts", &c).await.as_deref(),
+        Some(ana.as_str())
+    );
     // Claiming one's own again: 200, nothing changed.
     let a = call(&deps, Call::post(&path, json!({}), &member(&ana))).await;
-    assert_eq!((a.status, a.body["assignment"]["changed"].clone()), (200, json!(false)));
+    assert_eq!(
+        (a.status, a.body["assignment"]["changed"].clone()),
+        (200, json!(false))
+    );
     // A caller that is not an active user cannot own anything.
     let other = raw_contact(&pg, "Other lead", None).await;
     let a = call(
         &deps,
-        Call::post(&format!("/crm/actions/contacts/{other}/claim"), json!({}), &member("not-a-user")),
+        Call::post(
+            &format!("/crm/actions/contacts/{other}/claim"),
+            json!({}),
+            &member("not-a-user"),
+        ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("owner_id")));
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("owner_id"))
+    );
     assert_eq!(owner_of(&pg, "contacts", &other).await, None);
     // Unknown fields are refused.
-    let a = call(&deps, Call::post(&path, json!({"owner_id": bo}), &member(&bo))).await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("owner_id")));
+    let a = call(
+        &deps,
+        Call::post(&path, json!({"owner_id": bo}), &member(&bo)),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("owner_id"))
+    );
 }
 
 #[tokio::test]
@@ -281,9 +360,16 @@ async fn dragging_an_unowned_deal_claims_its_contact_and_open_deals_in_the_move(
     assert_eq!(a.body["owner_id"], ana.as_str());
     assert_eq!(a.body["claimed"]["to_owner_id"], ana.as_str());
     assert_eq!(a.body["claimed"]["from_owner_id"], Value::Null);
-    assert_eq!(owner_of(&pg, "contacts", &c).await.as_deref(), Some(ana.as_str()));
     assert_eq!(
-        count(&pg, "select count(*) from activities where metadata ->> 'via' = 'board_move'").await,
+        owner_of(&pg, "contacts", &c).await.as_deref(),
+        Some(ana.as_str())
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "select count(*) from activities where metadata ->> 'via' = 'board_move'"
+        )
+        .await,
         1
     );
     assert_eq!(outbox_events(&pg, "contact.assigned").await.len(), 1);
@@ -311,9 +397,12 @@ async fn dragging_an_unowned_deal_claims_its_contact_and_open_deals_in_the_move(
         .await
         .unwrap()
         .get::<_, String>(0);
-    pg.execute("update deals set owner_id = null where id = $1::text::uuid", &[&d2])
-        .await
-        .unwrap();
+    pg.execute(
+        "update deals set owner_id = null where id = $1::text::uuid",
+        &[&d2],
+    )
+    .await
+    .unwrap();
     let a = call(
         &deps,
         Call::post(
@@ -325,7 +414,10 @@ async fn dragging_an_unowned_deal_claims_its_contact_and_open_deals_in_the_move(
     .await;
     assert_eq!(a.status, 404, "{}", a.body);
     assert_eq!(owner_of(&pg, "deals", &d2).await, None);
-    assert_eq!(owner_of(&pg, "contacts", &c).await.as_deref(), Some(ana.as_str()));
+    assert_eq!(
+        owner_of(&pg, "contacts", &c).await.as_deref(),
+        Some(ana.as_str())
+    );
 }
 
 #[tokio::test]
@@ -349,7 +441,11 @@ async fn a_member_cannot_change_their_deal_on_a_contact_they_cannot_read() {
     assert_eq!(a.status, 404, "{}", a.body);
     let a = call(
         &deps,
-        Call::post("/crm/actions/deals", json!({"id": d, "title": "Mine"}), &member(&ana)),
+        Call::post(
+            "/crm/actions/deals",
+            json!({"id": d, "title": "Mine"}),
+            &member(&ana),
+        ),
     )
     .await;
     assert_eq!(a.status, 404, "{}", a.body);
@@ -376,13 +472,25 @@ async fn a_duplicate_email_or_phone_409_names_no_other_contact() {
         json!({"email": "HIDDEN@example.com"}),
         json!({"phone": "0532 123 4567"}),
     ] {
-        let a = call(&deps, Call::post("/crm/actions/contacts", body.clone(), &member("ana"))).await;
-        assert_eq!((a.status, a.body["code"].as_str()), (409, Some("conflict")), "{body}");
+        let a = call(
+            &deps,
+            Call::post("/crm/actions/contacts", body.clone(), &member("ana")),
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.body["code"].as_str()),
+            (409, Some("conflict")),
+            "{body}"
+        );
         let text = a.body.to_string();
         for secret in [hidden.as_str(), "Hidden Person", "bo"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
-        assert_eq!(a.body.as_object().unwrap().len(), 3, "error, code, field: {text}");
+        assert_eq!(
+            a.body.as_object().unwrap().len(),
+            3,
+            "error, code, field: {text}"
+        );
     }
 }
 
@@ -394,15 +502,36 @@ async fn the_assign_claim_and_routing_samples_work_once_their_ids_are_real() {
     let ana = insert_user(&pg, "Ana", "member").await.to_string();
     let c = raw_contact(&pg, "Lead", None).await;
     let real = |s: &str| s.replace("00000000-0000-0000-0000-000000000000", &c);
-    let raw = real(&crm_testkit::event("crm-actions/assign-contact.json"))
-        .replace(&format!("{{\\\"owner_id\\\":\\\"{c}\\\"}}"), &format!("{{\\\"owner_id\\\":\\\"{ana}\\\"}}"));
+    let raw = real(&crm_testkit::event("crm-actions/assign-contact.json")).replace(
+        &format!("{{\\\"owner_id\\\":\\\"{c}\\\"}}"),
+        &format!("{{\\\"owner_id\\\":\\\"{ana}\\\"}}"),
+    );
     let a = send(&deps, request(&raw)).await;
-    assert_eq!((a.status, a.body["contact"]["owner_id"].as_str()), (200, Some(ana.as_str())), "{}", a.body);
+    assert_eq!(
+        (a.status, a.body["contact"]["owner_id"].as_str()),
+        (200, Some(ana.as_str())),
+        "{}",
+        a.body
+    );
     // The claim sample's caller (user-1) is not a user of this database: 422, nothing changes.
-    let a = send(&deps, request(&real(&crm_testkit::event("crm-actions/claim-contact.json")))).await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("owner_id")), "{}", a.body);
+    let a = send(
+        &deps,
+        request(&real(&crm_testkit::event("crm-actions/claim-contact.json"))),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("owner_id")),
+        "{}",
+        a.body
+    );
     let raw = crm_testkit::event("crm-actions/set-lead-routing.json")
         .replace("00000000-0000-0000-0000-000000000000", &ana);
     let a = send(&deps, request(&raw)).await;
-    assert_eq!((a.status, a.body["mode"].as_str()), (200, Some("round_robin")), "{}", a.body);
+    assert_eq!(
+        (a.status, a.body["mode"].as_str()),
+        (200, Some("round_robin")),
+        "{}",
+        a.body
+    );
 }

@@ -33,23 +33,47 @@ async fn admins_set_a_rule_with_active_users_only_and_every_change_is_audited() 
     .await
     .unwrap();
 
-    let a = call(&deps, put("twilio", json!({"mode": "unowned"}), &member(&ana))).await;
-    assert_eq!((a.status, a.body["code"].as_str()), (403, Some("forbidden")));
+    let a = call(
+        &deps,
+        put("twilio", json!({"mode": "unowned"}), &member(&ana)),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     let a = call(&deps, put("c2s", json!({"mode": "unowned"}), &boss)).await;
     assert_eq!(a.status, 404);
     let a = call(
         &deps,
-        put("twilio", json!({"mode": "round_robin", "user_ids": [ana, off]}), &boss),
+        put(
+            "twilio",
+            json!({"mode": "round_robin", "user_ids": [ana, off]}),
+            &boss,
+        ),
     )
     .await;
-    assert_eq!((a.status, a.body["field"].as_str()), (422, Some("user_ids")), "{}", a.body);
-    let a = call(&deps, put("twilio", json!({"mode": "fixed", "user_id": off}), &boss)).await;
+    assert_eq!(
+        (a.status, a.body["field"].as_str()),
+        (422, Some("user_ids")),
+        "{}",
+        a.body
+    );
+    let a = call(
+        &deps,
+        put("twilio", json!({"mode": "fixed", "user_id": off}), &boss),
+    )
+    .await;
     assert_eq!((a.status, a.body["field"].as_str()), (422, Some("user_id")));
     assert_eq!(count(&pg, "select count(*) from audit_log").await, 0);
 
     let a = call(
         &deps,
-        put("twilio", json!({"mode": "round_robin", "user_ids": [ana, bo]}), &boss),
+        put(
+            "twilio",
+            json!({"mode": "round_robin", "user_ids": [ana, bo]}),
+            &boss,
+        ),
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -81,7 +105,9 @@ async fn admins_set_a_rule_with_active_users_only_and_every_change_is_audited() 
     let mut got = Vec::new();
     for n in 0..3 {
         let phone = PhoneE164::parse(&format!("+90532111000{n}"), tr).unwrap();
-        let id = twilio_store::create_lead(&pool, &phone, "Yeni Lead").await.unwrap();
+        let id = twilio_store::create_lead(&pool, &phone, "Yeni Lead")
+            .await
+            .unwrap();
         let owner: Option<String> = pg
             .query_one("select owner_id from contacts where id = $1", &[&id])
             .await
@@ -92,7 +118,11 @@ async fn admins_set_a_rule_with_active_users_only_and_every_change_is_audited() 
     assert_eq!(got, vec![ana.clone(), bo.clone(), ana.clone()]);
 
     // Cal.com: a fixed user; an attendee already known keeps no owner.
-    let a = call(&deps, put("calcom", json!({"mode": "fixed", "user_id": bo}), &boss)).await;
+    let a = call(
+        &deps,
+        put("calcom", json!({"mode": "fixed", "user_id": bo}), &boss),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     pg.execute(
         "insert into contacts (email, source) values ('known@example.com', 'api')",
@@ -123,8 +153,11 @@ async fn admins_set_a_rule_with_active_users_only_and_every_change_is_audited() 
         .collect();
     assert_eq!(owners, vec![None, Some(bo.clone())]);
     assert_eq!(
-        count(&pg, "select count(*) from audit_log where action = 'crm.lead_routing.updated'")
-            .await,
+        count(
+            &pg,
+            "select count(*) from audit_log where action = 'crm.lead_routing.updated'"
+        )
+        .await,
         2
     );
 }

@@ -118,7 +118,15 @@ async fn the_timeline_pages_newest_first_without_repeats_or_gaps() {
     let d = deps(&db);
     let admin = token("admin-1", Role::Admin);
     let c = contact(&pg, None).await;
-    let kinds = ["note", "message_in", "message_out", "stage_change", "meeting", "email_in", "system"];
+    let kinds = [
+        "note",
+        "message_in",
+        "message_out",
+        "stage_change",
+        "meeting",
+        "email_in",
+        "system",
+    ];
     let mut expected = Vec::new();
     for (i, kind) in kinds.iter().enumerate() {
         // Two share one occurred_at: the id breaks the tie.
@@ -158,7 +166,11 @@ async fn the_timeline_pages_newest_first_without_repeats_or_gaps() {
     assert_eq!(types, ["note", "meeting"]);
     for (name, value) in [("type", "bogus"), ("cursor", "zzz"), ("limit", "500")] {
         let (status, body) = timeline(&d, &c, &[(name, value)], &admin).await;
-        assert_eq!((status, body["field"].as_str()), (422, Some(name)), "{body}");
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (422, Some(name)),
+            "{body}"
+        );
     }
 }
 

@@ -46,7 +46,11 @@ async fn get(deps: &Deps, path: &str, token: &str) -> (u16, Value) {
         .collect();
     ev["queryStringParameters"] = Value::Object(params);
     ev["headers"]["authorization"] = json!(format!("Bearer {token}"));
-    let resp = handle(lambda_http::request::from_str(&ev.to_string()).unwrap(), deps).await;
+    let resp = handle(
+        lambda_http::request::from_str(&ev.to_string()).unwrap(),
+        deps,
+    )
+    .await;
     let status = resp.status().as_u16();
     let body = match resp.body() {
         Body::Text(t) => serde_json::from_str(t).unwrap(),
@@ -119,11 +123,19 @@ async fn the_board_hides_deals_whose_contact_the_member_cannot_read() {
     assert_eq!(status, 200);
     assert!(!page.to_string().contains("client@example.com"), "{page}");
     // The contact's detail: 404 for Bo, as before.
-    let (status, _) = get(&deps, &format!("/crm/contacts/{c}"), &token("bo", Role::Member)).await;
+    let (status, _) = get(
+        &deps,
+        &format!("/crm/contacts/{c}"),
+        &token("bo", Role::Member),
+    )
+    .await;
     assert_eq!(status, 404);
 
     // Ana sees the unowned deal on her contact (not Bo's); the admin both.
-    for (who, n) in [(token("ana", Role::Member), 1), (token("boss", Role::Admin), 2)] {
+    for (who, n) in [
+        (token("ana", Role::Member), 1),
+        (token("boss", Role::Admin), 2),
+    ] {
         let (_, board) = get(&deps, "/crm/deals", &who).await;
         let counts: i64 = board["stages"]
             .as_array()
@@ -157,7 +169,10 @@ async fn lead_routing_rules_are_read_by_admins_only() {
     let (status, body) = get(&deps, "/prod/api/v1/lead-routing", &token("a", Role::Admin)).await;
     assert_eq!(status, 200, "{body}");
     let rules = body["rules"].as_array().unwrap();
-    let sources: Vec<&str> = rules.iter().map(|r| r["source"].as_str().unwrap()).collect();
+    let sources: Vec<&str> = rules
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
     assert_eq!(sources, ["calcom", "instantly", "twilio"]);
     assert_eq!(rules[0]["mode"], "fixed");
     assert_eq!(rules[0]["user_ids"], json!([ana]));

@@ -101,7 +101,11 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
         if pattern == "/api/messages/{id}/media/{index}" {
             return match serve_media(&req, deps, &params).await {
                 Ok(resp) => {
-                    tracing::info!(route = pattern, status = resp.status().as_u16(), "media link signed");
+                    tracing::info!(
+                        route = pattern,
+                        status = resp.status().as_u16(),
+                        "media link signed"
+                    );
                     resp
                 }
                 Err(err) => {
@@ -279,9 +283,10 @@ async fn serve_media(
     tracing::Span::current().record("user_id", who.user_id());
     let id = path_uuid(params, "message")?;
     let index = media::parse_index(params.get(1).copied().unwrap_or_default())?;
-    let presigner = deps.media.as_ref().ok_or_else(|| {
-        ApiError::Unavailable(anyhow::anyhow!("MEDIA_BUCKET is not configured"))
-    })?;
+    let presigner = deps
+        .media
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("MEDIA_BUCKET is not configured")))?;
     let file = {
         let client = deps.pool.get().await?;
         media::find(&client, &who, id, index).await?

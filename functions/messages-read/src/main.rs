@@ -15,7 +15,9 @@ async fn main() -> Result<(), Error> {
     if let Some(bucket) = env.optional("MEDIA_BUCKET") {
         let aws = crm_platform::aws::load().await;
         let s3 = crm_platform::aws::s3(&aws, env.optional("AWS_ENDPOINT_URL").is_some());
-        deps.media = Some(std::sync::Arc::new(crm_platform::blob::S3Blob::new(s3, bucket)));
+        deps.media = Some(std::sync::Arc::new(crm_platform::blob::S3Blob::new(
+            s3, bucket,
+        )));
     }
     let deps: &'static Deps = Box::leak(Box::new(deps));
     lambda_http::run(service_fn(move |req: Request| async move {

@@ -18,7 +18,11 @@ async fn message(
     body: Option<&str>,
     seconds_ago: f64,
 ) -> String {
-    let status = if direction == "in" { "received" } else { "sent" };
+    let status = if direction == "in" {
+        "received"
+    } else {
+        "sent"
+    };
     pg.query_one(
         "insert into messages (direction, channel, contact_id, body, status, created_at) \
          values ($1, $2, $3::text::uuid, $4, $5, now() - make_interval(secs => $6)) returning id::text",
@@ -77,15 +81,22 @@ async fn conversations_are_newest_first_with_unread_preview_and_window() {
     let last = &first["last_message"];
     assert_eq!(last["id"], reply.as_str());
     assert_eq!(
-        (last["direction"].as_str(), last["channel"].as_str(), last["status"].as_str()),
+        (
+            last["direction"].as_str(),
+            last["channel"].as_str(),
+            last["status"].as_str()
+        ),
         (Some("out"), Some("whatsapp"), Some("sent"))
     );
     let preview = last["preview"].as_str().unwrap();
     assert_eq!(preview.chars().count(), 121, "120 characters and …");
     assert!(preview.ends_with('…'));
     // The window: last inbound WhatsApp (an hour ago) + 24 h, open.
-    let until: chrono::DateTime<chrono::Utc> =
-        first["window_open_until"].as_str().unwrap().parse().unwrap();
+    let until: chrono::DateTime<chrono::Utc> = first["window_open_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let expect = chrono::Utc::now() + chrono::Duration::hours(23);
     assert!((until - expect).num_seconds().abs() < 120, "{until}");
     assert_eq!(first["window_open"], true);
@@ -101,7 +112,10 @@ async fn conversations_are_newest_first_with_unread_preview_and_window() {
     let sms = conversations(&d, &admin(), &[("channel", "sms")]).await;
     assert_eq!(contact_ids(&sms), [bob.clone()]);
     assert_eq!(sms["conversations"][0]["unread_count"], 0);
-    assert_eq!(sms["conversations"][0]["last_message"]["id"], bob_sms.as_str());
+    assert_eq!(
+        sms["conversations"][0]["last_message"]["id"],
+        bob_sms.as_str()
+    );
     let unread_sms = conversations(&d, &admin(), &[("channel", "sms"), ("unread", "true")]).await;
     assert!(contact_ids(&unread_sms).is_empty());
     // A contact that never wrote on WhatsApp has no window.
@@ -112,9 +126,26 @@ async fn conversations_are_newest_first_with_unread_preview_and_window() {
     assert_eq!(page["conversations"][0]["window_open_until"], Value::Null);
     assert_eq!(page["conversations"][0]["window_open"], false);
 
-    for (name, value) in [("channel", "email"), ("unread", "yes"), ("cursor", "zzz"), ("limit", "0")] {
-        let (status, body) = call(&d, "GET", "/api/conversations", &[(name, value)], None, &admin()).await;
-        assert_eq!((status, body["field"].as_str()), (422, Some(name)), "{body}");
+    for (name, value) in [
+        ("channel", "email"),
+        ("unread", "yes"),
+        ("cursor", "zzz"),
+        ("limit", "0"),
+    ] {
+        let (status, body) = call(
+            &d,
+            "GET",
+            "/api/conversations",
+            &[(name, value)],
+            None,
+            &admin(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (422, Some(name)),
+            "{body}"
+        );
     }
 }
 
@@ -133,7 +164,10 @@ async fn members_see_their_own_and_unowned_conversations_only() {
     assert_eq!(seen, [free.clone(), a.clone()]);
     let seen = contact_ids(&conversations(&d, &member("user-b"), &[]).await);
     assert_eq!(seen, [free.clone(), b.clone()]);
-    assert_eq!(contact_ids(&conversations(&d, &admin(), &[]).await).len(), 3);
+    assert_eq!(
+        contact_ids(&conversations(&d, &admin(), &[]).await).len(),
+        3
+    );
 
     // Marking B's conversation read as A: 404, and nothing changes.
     let path = format!("/api/conversations/{b}/read");
@@ -173,7 +207,10 @@ async fn marking_a_conversation_read_clears_its_inbound_unread_once() {
     let path = format!("/api/conversations/{ana}/read");
     let (status, body) = call(&d, "POST", &path, &[], None, &member("user-1")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!((body["contact_id"].as_str(), body["marked"].as_i64()), (Some(ana.as_str()), Some(2)));
+    assert_eq!(
+        (body["contact_id"].as_str(), body["marked"].as_i64()),
+        (Some(ana.as_str()), Some(2))
+    );
     let rows = pg
         .query(
             "select direction, is_read, read_at is not null from messages \
@@ -182,8 +219,10 @@ async fn marking_a_conversation_read_clears_its_inbound_unread_once() {
         )
         .await
         .unwrap();
-    let flags: Vec<(String, bool, bool)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let flags: Vec<(String, bool, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     assert_eq!(
         flags,
         [
@@ -194,7 +233,10 @@ async fn marking_a_conversation_read_clears_its_inbound_unread_once() {
     );
     // Idempotent: nothing left to mark, read_at kept.
     let before: Vec<chrono::DateTime<chrono::Utc>> = pg
-        .query("select read_at from messages where is_read order by id", &[])
+        .query(
+            "select read_at from messages where is_read order by id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -203,7 +245,10 @@ async fn marking_a_conversation_read_clears_its_inbound_unread_once() {
     let (status, body) = call(&d, "POST", &path, &[], None, &member("user-1")).await;
     assert_eq!((status, body["marked"].as_i64()), (200, Some(0)));
     let after: Vec<chrono::DateTime<chrono::Utc>> = pg
-        .query("select read_at from messages where is_read order by id", &[])
+        .query(
+            "select read_at from messages where is_read order by id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -272,8 +317,15 @@ async fn conversation_pages_neither_repeat_nor_skip() {
     .await;
     assert_eq!(status, 200);
     let foreign = body["next_cursor"].as_str().unwrap();
-    let (status, body) =
-        call(&d, "GET", "/api/conversations", &[("cursor", foreign)], None, &admin()).await;
+    let (status, body) = call(
+        &d,
+        "GET",
+        "/api/conversations",
+        &[("cursor", foreign)],
+        None,
+        &admin(),
+    )
+    .await;
     assert_eq!((status, body["field"].as_str()), (422, Some("cursor")));
 }
 
@@ -281,8 +333,15 @@ async fn conversation_pages_neither_repeat_nor_skip() {
 /// other transactions may hold events back for a moment).
 async fn poll(d: &Deps, tok: &str, after: &str, want: usize) -> Value {
     for _ in 0..200 {
-        let (status, body) =
-            call(d, "GET", "/api/messages/events", &[("after", after)], None, tok).await;
+        let (status, body) = call(
+            d,
+            "GET",
+            "/api/messages/events",
+            &[("after", after)],
+            None,
+            tok,
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         if body["events"].as_array().unwrap().len() >= want {
             return body;
@@ -319,7 +378,15 @@ async fn the_feed_can_start_at_now_and_shows_only_readable_contacts() {
 
     // Nothing new yet: no history replayed.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let (_, body) = call(&d, "GET", "/api/messages/events", &[("after", &from)], None, &member("user-a")).await;
+    let (_, body) = call(
+        &d,
+        "GET",
+        "/api/messages/events",
+        &[("after", &from)],
+        None,
+        &member("user-a"),
+    )
+    .await;
     assert_eq!(body["events"], serde_json::json!([]), "{body}");
 
     // New inbound for B then A: member A sees only A's; admin sees both.

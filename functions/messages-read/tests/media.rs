@@ -54,7 +54,14 @@ async fn inbound_with_media(pg: &tokio_postgres::Client, contact: &str, num_medi
     .get(0)
 }
 
-async fn stored(pg: &tokio_postgres::Client, message: &str, index: i16, key: &str, ct: &str, bytes: i64) {
+async fn stored(
+    pg: &tokio_postgres::Client,
+    message: &str,
+    index: i16,
+    key: &str,
+    ct: &str,
+    bytes: i64,
+) {
     pg.execute(
         "insert into media_objects (message_id, index, status, key, content_type, bytes, sha256) \
          values ($1::text::uuid, $2, 'stored', $3, $4, $5, repeat('a', 64))",
@@ -81,7 +88,10 @@ async fn media_is_served_through_local_signed_urls_to_readers_only() {
     let b = contact(&pg, None, Some("user-b")).await;
     let msg = inbound_with_media(&pg, &a, 3).await;
     let key = format!("media/{msg}-0.jpg");
-    urls.blob().put(&key, b"\xff\xd8jpeg".to_vec(), "image/jpeg").await.unwrap();
+    urls.blob()
+        .put(&key, b"\xff\xd8jpeg".to_vec(), "image/jpeg")
+        .await
+        .unwrap();
     stored(&pg, &msg, 0, &key, "image/jpeg", 6).await;
     pg.execute(
         "insert into media_objects (message_id, index, status, reason) values ($1::text::uuid, 1, 'rejected', 'too big')",
@@ -107,7 +117,10 @@ async fn media_is_served_through_local_signed_urls_to_readers_only() {
     // The same as JSON, for an img src.
     let (status, _, body) = media(&d, &msg, "0", &member("user-a"), true).await;
     assert_eq!(status, 200);
-    assert_eq!((body["content_type"].as_str(), body["bytes"].as_i64()), (Some("image/jpeg"), Some(6)));
+    assert_eq!(
+        (body["content_type"].as_str(), body["bytes"].as_i64()),
+        (Some("image/jpeg"), Some(6))
+    );
     assert_eq!(body["expires_in"], 60);
     assert!(body["url"].as_str().unwrap().starts_with(PREFIX));
 
@@ -115,15 +128,28 @@ async fn media_is_served_through_local_signed_urls_to_readers_only() {
     let (status, headers, body) = media(&d, &msg, "0", &member("user-b"), false).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     assert!(headers.get("location").is_none());
-    let (status, _, _) = media(&d, &uuid::Uuid::new_v4().to_string(), "0", &member("user-a"), false).await;
+    let (status, _, _) = media(
+        &d,
+        &uuid::Uuid::new_v4().to_string(),
+        "0",
+        &member("user-a"),
+        false,
+    )
+    .await;
     assert_eq!(status, 404);
     let _ = b;
 
     // Rejected, not yet stored, beyond num_media, out of range.
     let (status, _, body) = media(&d, &msg, "1", &admin(), false).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("media_rejected")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("media_rejected"))
+    );
     let (status, _, body) = media(&d, &msg, "2", &admin(), false).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("media_pending")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("media_pending"))
+    );
     for index in ["3", "10", "x"] {
         let (status, _, _) = media(&d, &msg, index, &admin(), false).await;
         assert_eq!(status, 404, "{index}");
@@ -158,7 +184,10 @@ async fn media_is_served_through_local_signed_urls_to_readers_only() {
     // Without a media store: 503, never a guess.
     let bare = deps(&db);
     let (status, _, body) = media(&bare, &msg, "0", &admin(), false).await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("temporarily_unavailable")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("temporarily_unavailable"))
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -179,7 +208,9 @@ async fn in_aws_media_redirects_to_a_presigned_s3_get_with_the_stored_type() {
     let msg = inbound_with_media(&pg, &a, 1).await;
     let key = format!("media/{msg}-0.png");
     // Stored as something else on purpose: the URL must answer the recorded type.
-    blob.put(&key, b"\x89PNG-bytes".to_vec(), "application/octet-stream").await.unwrap();
+    blob.put(&key, b"\x89PNG-bytes".to_vec(), "application/octet-stream")
+        .await
+        .unwrap();
     stored(&pg, &msg, 0, &key, "image/png", 10).await;
     let mut d = deps(&db);
     d.media = Some(Arc::new(blob));
@@ -187,7 +218,10 @@ async fn in_aws_media_redirects_to_a_presigned_s3_get_with_the_stored_type() {
     let (status, headers, _) = media(&d, &msg, "0", &member("user-a"), false).await;
     assert_eq!(status, 302);
     let url = location(&headers);
-    assert!(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=60"), "{url}");
+    assert!(
+        url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=60"),
+        "{url}"
+    );
     // S3 answers the signed response-content-* overrides instead of the
     // object's own type (moto ignores them, so they are checked in the URL).
     let query: std::collections::HashMap<String, String> = reqwest::Url::parse(&url)

@@ -39,13 +39,26 @@ pub fn current() -> Arc<LocalMediaUrls> {
 
 fn refuse(status: StatusCode, code: &str, msg: &str) -> Response {
     let body = serde_json::json!({"error": msg, "code": code});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn refused(r: Refusal) -> Response {
     match r {
-        Refusal::BadSignature => refuse(StatusCode::FORBIDDEN, "signature_invalid", "Invalid media URL"),
-        Refusal::Expired => refuse(StatusCode::FORBIDDEN, "url_expired", "This media URL has expired"),
+        Refusal::BadSignature => refuse(
+            StatusCode::FORBIDDEN,
+            "signature_invalid",
+            "Invalid media URL",
+        ),
+        Refusal::Expired => refuse(
+            StatusCode::FORBIDDEN,
+            "url_expired",
+            "This media URL has expired",
+        ),
     }
 }
 
@@ -85,7 +98,11 @@ pub async fn get(
         Ok(None) => refuse(StatusCode::NOT_FOUND, "not_found", "Not found"),
         Err(e) => {
             tracing::warn!(error = %e, "reading a local media file failed");
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error")
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+            )
         }
     }
 }
@@ -132,7 +149,11 @@ pub async fn put(
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "storing a local upload failed");
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error")
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+            )
         }
     }
 }
@@ -140,10 +161,7 @@ pub async fn put(
 /// The routes, to merge into the runner's router.
 pub fn router(urls: Arc<LocalMediaUrls>) -> axum::Router {
     axum::Router::new()
-        .route(
-            "/local/media/{*key}",
-            axum::routing::get(get).put(put),
-        )
+        .route("/local/media/{*key}", axum::routing::get(get).put(put))
         .layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT))
         .with_state(urls)
 }

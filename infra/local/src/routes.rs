@@ -107,12 +107,9 @@ pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError
     let local_media = crate::media::urls(env);
     let mut read = messages_read::Deps::new(common, env)?;
     read.media = Some(local_media.clone());
-    mount(
-        &mut routes,
-        messages_read::ROUTES,
-        read,
-        |req, deps| Box::pin(async move { messages_read::handle(req, &deps).await }),
-    );
+    mount(&mut routes, messages_read::ROUTES, read, |req, deps| {
+        Box::pin(async move { messages_read::handle(req, &deps).await })
+    });
     mount(
         &mut routes,
         twilio_webhook::ROUTES,
@@ -121,12 +118,9 @@ pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError
     );
     let mut send = messages_send::Deps::new(common, env)?;
     send.media = Some(local_media);
-    mount(
-        &mut routes,
-        messages_send::ROUTES,
-        send,
-        |req, deps| Box::pin(async move { messages_send::handle(req, &deps).await }),
-    );
+    mount(&mut routes, messages_send::ROUTES, send, |req, deps| {
+        Box::pin(async move { messages_send::handle(req, &deps).await })
+    });
     mount(
         &mut routes,
         crm_campaigns::ROUTES,

@@ -140,7 +140,14 @@ async fn every_read_route_shows_a_contact_only_to_those_who_may_read_it() {
         Some(&ana),
     )
     .await;
-    let pool = seed_person(&pg, "Petra Pool", "petra@example.com", "+905321110002", None).await;
+    let pool = seed_person(
+        &pg,
+        "Petra Pool",
+        "petra@example.com",
+        "+905321110002",
+        None,
+    )
+    .await;
     pg.execute("update channels set enabled = true where name = 'sms'", &[])
         .await
         .unwrap();
@@ -194,10 +201,30 @@ async fn every_read_route_shows_a_contact_only_to_those_who_may_read_it() {
     // non-reader gets 404 rather than a list without the contact).
     let routes: Vec<(&str, String, Vec<Field>, bool)> = vec![
         ("GET", "/crm/deals".into(), vec![Id, Name, Email], false),
-        ("GET", "/crm/contacts".into(), vec![Id, Name, Email, Phone], false),
-        ("GET", "/crm/contacts?q={name}".into(), vec![Id, Name, Email, Phone], false),
-        ("GET", "/crm/contacts/{id}".into(), vec![Id, Name, Email, Phone], true),
-        ("GET", "/api/contacts/{id}/messages".into(), vec![Id, Name], true),
+        (
+            "GET",
+            "/crm/contacts".into(),
+            vec![Id, Name, Email, Phone],
+            false,
+        ),
+        (
+            "GET",
+            "/crm/contacts?q={name}".into(),
+            vec![Id, Name, Email, Phone],
+            false,
+        ),
+        (
+            "GET",
+            "/crm/contacts/{id}".into(),
+            vec![Id, Name, Email, Phone],
+            true,
+        ),
+        (
+            "GET",
+            "/api/contacts/{id}/messages".into(),
+            vec![Id, Name],
+            true,
+        ),
         ("GET", "/api/messages/events".into(), vec![Id], false),
         (
             "GET",
@@ -222,9 +249,8 @@ async fn every_read_route_shows_a_contact_only_to_those_who_may_read_it() {
         for (viewer, tok, is_admin) in &viewers {
             for (record, person, owner) in [("owned", &owned, Some(&ana)), ("unowned", &pool, None)]
             {
-                let may_read = *is_admin
-                    || owner.is_none()
-                    || (*viewer == "owner" && owner == Some(&ana));
+                let may_read =
+                    *is_admin || owner.is_none() || (*viewer == "owner" && owner == Some(&ana));
                 let path = pattern
                     .replace("{id}", &person.id)
                     .replace("{name}", &person.name.replace(' ', "%20"));
@@ -241,7 +267,8 @@ async fn every_read_route_shows_a_contact_only_to_those_who_may_read_it() {
                     (status, body) = request(addr, method, &path, tok, None).await;
                 }
                 let text = body.to_string();
-                let case = format!("{method} {path} as {viewer}, {record} contact: {status} {text}");
+                let case =
+                    format!("{method} {path} as {viewer}, {record} contact: {status} {text}");
                 if may_read {
                     assert_eq!(status, 200, "{case}");
                     for f in fields {

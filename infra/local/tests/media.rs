@@ -78,7 +78,10 @@ async fn an_uploaded_image_is_sent_and_shown_from_the_local_folder() {
         .await
         .unwrap();
     let upload_url = up["upload_url"].as_str().expect("an upload URL locally");
-    assert!(upload_url.starts_with("/local/media/uploads/"), "{upload_url}");
+    assert!(
+        upload_url.starts_with("/local/media/uploads/"),
+        "{upload_url}"
+    );
     let key = up["media_key"].as_str().unwrap();
 
     // S3's rules: the signed type and size only.
@@ -145,7 +148,11 @@ async fn an_uploaded_image_is_sent_and_shown_from_the_local_folder() {
     let other_key = location.replace("/uploads/", "/media/");
     let r = http.get(format!("{base}{other_key}")).send().await.unwrap();
     assert_eq!(r.status(), 403);
-    let r = http.get(format!("{base}/local/media/{key}")).send().await.unwrap();
+    let r = http
+        .get(format!("{base}/local/media/{key}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "unsigned");
     let r = http
         .get(format!("{base}/api/messages/{id}/media/0"))

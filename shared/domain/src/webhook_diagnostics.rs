@@ -171,7 +171,10 @@ impl EventQuery {
         let source = blank(source)
             .map(|s| {
                 Source::parse(s).ok_or_else(|| {
-                    ApiError::validation("source", "must be one of instantly, calcom, twilio, c2s, crm_api")
+                    ApiError::validation(
+                        "source",
+                        "must be one of instantly, calcom, twilio, c2s, crm_api",
+                    )
                 })
             })
             .transpose()?;
@@ -187,7 +190,10 @@ impl EventQuery {
             .transpose()?;
         let error_code = blank(error_code)
             .map(|c| {
-                if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                if c.len() <= 64
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
                     Ok(c.to_string())
                 } else {
                     Err(ApiError::validation("error_code", "is not an error code"))
@@ -493,7 +499,10 @@ mod tests {
         let s = summary_with(codes.clone(), None);
         let h = hints(Source::Calcom, &s);
         assert_eq!(h.len(), 1);
-        assert!(h[0].starts_with("Cal.com's signature does not verify (7 refused)"), "{h:?}");
+        assert!(
+            h[0].starts_with("Cal.com's signature does not verify (7 refused)"),
+            "{h:?}"
+        );
         assert!(h[0].contains("no-secret-provided"));
         let fixed = summary_with(codes, Some(t + chrono::Duration::seconds(1)));
         assert!(hints(Source::Calcom, &fixed).is_empty());
@@ -509,6 +518,9 @@ mod tests {
         assert_eq!(bad(None, None, Some("DROP TABLE"), None), "error_code");
         assert_eq!(bad(None, None, None, Some("zz")), "cursor");
         let q = EventQuery::parse(Some("calcom"), Some("rejected"), None, None, None).unwrap();
-        assert_eq!((q.source, q.status, q.limit), (Some(Source::Calcom), Some(EventStatus::Rejected), 50));
+        assert_eq!(
+            (q.source, q.status, q.limit),
+            (Some(Source::Calcom), Some(EventStatus::Rejected), 50)
+        );
     }
 }

@@ -25,8 +25,14 @@ pub const PREFIX: &str = "/local/media/";
 /// What a verified URL allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
-    Put { content_type: String, bytes: u64 },
-    Get { content_type: String, disposition: String },
+    Put {
+        content_type: String,
+        bytes: u64,
+    },
+    Get {
+        content_type: String,
+        disposition: String,
+    },
 }
 
 /// Why a URL is refused (answered 403 without detail by the runner).
@@ -55,7 +61,11 @@ fn canonical(method: &str, key: &str, exp: &str, ct: &str, extra: &str) -> Strin
 impl LocalMediaUrls {
     /// Files under `root` (MEDIA_DIR), signed with a key made now.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let key = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         Self {
             secret: Secret::new(key).expect("a non-empty key"),
             blob: LocalFolderBlob::new(root),
@@ -67,7 +77,14 @@ impl LocalMediaUrls {
         &self.blob
     }
 
-    fn url(&self, method: &str, key: &str, expires: Duration, ct: &str, extra: (&str, &str)) -> String {
+    fn url(
+        &self,
+        method: &str,
+        key: &str,
+        expires: Duration,
+        ct: &str,
+        extra: (&str, &str),
+    ) -> String {
         let exp = (now_secs() + expires.as_secs()).to_string();
         let sig = hmac_sha256_hex(
             self.secret.expose().as_bytes(),
@@ -83,12 +100,7 @@ impl LocalMediaUrls {
     }
 
     /// Checks a request for `key` (the path after `PREFIX`) with its query.
-    pub fn verify(
-        &self,
-        method: &str,
-        key: &str,
-        query: &str,
-    ) -> Result<Grant, Refusal> {
+    pub fn verify(&self, method: &str, key: &str, query: &str) -> Result<Grant, Refusal> {
         let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
@@ -140,7 +152,13 @@ impl Presigner for LocalMediaUrls {
         expires: Duration,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(async move {
-            Ok(self.url("PUT", key, expires, content_type, ("len", &bytes.to_string())))
+            Ok(self.url(
+                "PUT",
+                key,
+                expires,
+                content_type,
+                ("len", &bytes.to_string()),
+            ))
         })
     }
 
@@ -159,7 +177,9 @@ impl Presigner for LocalMediaUrls {
         content_type: &'a str,
         disposition: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
-        Box::pin(async move { Ok(self.url("GET", key, expires, content_type, ("cd", disposition))) })
+        Box::pin(
+            async move { Ok(self.url("GET", key, expires, content_type, ("cd", disposition))) },
+        )
     }
 }
 
@@ -188,7 +208,10 @@ mod tests {
             })
         );
         // Another key, another method, an altered size, another process's key.
-        assert_eq!(urls.verify("PUT", "uploads/b.jpg", q), Err(Refusal::BadSignature));
+        assert_eq!(
+            urls.verify("PUT", "uploads/b.jpg", q),
+            Err(Refusal::BadSignature)
+        );
         assert_eq!(urls.verify("GET", key, q), Err(Refusal::BadSignature));
         let bigger = q.replace("len=10", "len=11");
         assert_eq!(urls.verify("PUT", key, &bigger), Err(Refusal::BadSignature));

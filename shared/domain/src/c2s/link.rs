@@ -146,7 +146,11 @@ mod tests {
     fn lead_phones_are_read_in_brazil_in_rule_order() {
         let lead = LeadContactData {
             email: None,
-            phones: [Some("(11) 98765-4321"), Some("not a phone"), Some("+90 532 123 45 67")],
+            phones: [
+                Some("(11) 98765-4321"),
+                Some("not a phone"),
+                Some("+90 532 123 45 67"),
+            ],
         };
         let got: Vec<String> = lead_phones(&lead).iter().map(|p| p.to_string()).collect();
         assert_eq!(got, ["+5511987654321", "+905321234567"]);

@@ -70,7 +70,10 @@ impl ManagerInput {
         let email = f.text("email", 254)?.try_map(|e| {
             let e = e.to_lowercase();
             if crate::types::EmailAddress::parse(&e).is_err() {
-                return Err(ApiError::validation("email", "is not a valid e-mail address"));
+                return Err(ApiError::validation(
+                    "email",
+                    "is not a valid e-mail address",
+                ));
             }
             Ok(e)
         })?;
@@ -167,7 +170,10 @@ fn dbe(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ApiError 
     move |e| ApiError::from_db(e, context)
 }
 
-async fn sellers_of(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<(Uuid, Seller)>, ApiError> {
+async fn sellers_of(
+    db: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, Seller)>, ApiError> {
     let stmt = db
         .prepare_cached(
             "select manager_id, seller_id, seller_email from manager_sellers \
@@ -356,7 +362,11 @@ pub async fn update(
         .webhook_target_key
         .given()
         .unwrap_or_else(|| current.get(2));
-    let active = input.active.given().flatten().unwrap_or_else(|| current.get(3));
+    let active = input
+        .active
+        .given()
+        .flatten()
+        .unwrap_or_else(|| current.get(3));
     if email.is_none() && key.is_none() {
         return Err(unreachable_manager());
     }
@@ -440,12 +450,18 @@ mod tests {
         assert_eq!(
             m.sellers.unwrap(),
             [
-                Seller::Id { seller_id: "7".into() },
-                Seller::Email { seller_email: "bo@x.com".into() }
+                Seller::Id {
+                    seller_id: "7".into()
+                },
+                Seller::Email {
+                    seller_email: "bo@x.com".into()
+                }
             ]
         );
-        let e = ManagerInput::parse(body(json!({"sellers": [{"seller_id": "1", "seller_email": "a@b.c"}]})))
-            .unwrap_err();
+        let e = ManagerInput::parse(body(
+            json!({"sellers": [{"seller_id": "1", "seller_email": "a@b.c"}]}),
+        ))
+        .unwrap_err();
         assert_eq!(e.body()["field"], "sellers[0]");
         let e = ManagerInput::parse(body(json!({"sellers": [{"id": "1"}]}))).unwrap_err();
         assert_eq!(e.body()["field"], "sellers[0].id");

@@ -7,11 +7,7 @@
 
 use super::link::{self, LeadContactData, LinkedBy};
 use crate::{
-    crm::{
-        ApiError,
-        cursor::KeyCursor,
-        input,
-    },
+    crm::{ApiError, cursor::KeyCursor, input},
     db::GenericClient,
 };
 use chrono::{DateTime, NaiveDate, Utc};
@@ -200,7 +196,12 @@ pub struct NoteSummary {
 impl NoteSummary {
     /// From the latest note row (if any) and the latest run (if any).
     fn new(
-        note: Option<(NoteStatus, Option<String>, Option<i32>, Option<DateTime<Utc>>)>,
+        note: Option<(
+            NoteStatus,
+            Option<String>,
+            Option<i32>,
+            Option<DateTime<Utc>>,
+        )>,
         run: Option<&EnrichmentOutcome>,
     ) -> Self {
         let Some((status, error, http, posted_at)) = note else {
@@ -219,20 +220,21 @@ impl NoteSummary {
                 posted_at: None,
             };
         };
-        let why = match status {
-            NoteStatus::Posted => None,
-            NoteStatus::Local => {
-                Some("recorded by the local sink (no C2S credentials), not posted".into())
-            }
-            NoteStatus::Pending => Some("being posted now".into()),
-            NoteStatus::Failed => Some(error.unwrap_or_else(|| match http {
-                Some(code) => format!("C2S refused it (HTTP {code})"),
-                None => "C2S could not be reached".into(),
-            })),
-            NoteStatus::Uncertain => Some(error.unwrap_or_else(|| {
-                "the outcome of the post is unknown; not posted again".into()
-            })),
-        };
+        let why =
+            match status {
+                NoteStatus::Posted => None,
+                NoteStatus::Local => {
+                    Some("recorded by the local sink (no C2S credentials), not posted".into())
+                }
+                NoteStatus::Pending => Some("being posted now".into()),
+                NoteStatus::Failed => Some(error.unwrap_or_else(|| match http {
+                    Some(code) => format!("C2S refused it (HTTP {code})"),
+                    None => "C2S could not be reached".into(),
+                })),
+                NoteStatus::Uncertain => Some(error.unwrap_or_else(|| {
+                    "the outcome of the post is unknown; not posted again".into()
+                })),
+            };
         Self {
             posted: status == NoteStatus::Posted,
             status: Some(status),
@@ -1000,17 +1002,26 @@ mod tests {
         let party = Uuid::now_v7();
         let got = lookups(&v, Some(Verdict::PhoneOnly), &[(party, MatchedBy::Phone)]);
         assert_eq!(got.len(), 3);
-        assert_eq!((got[0].datum, got[0].result), (LookupDatum::Phone, LookupResult::Found));
+        assert_eq!(
+            (got[0].datum, got[0].result),
+            (LookupDatum::Phone, LookupResult::Found)
+        );
         assert_eq!(got[1].result, LookupResult::NotLookedUp);
         assert_eq!(got[1].reason.as_deref(), Some("placeholder domain"));
-        assert_eq!((got[2].source, got[2].party_id), (LookupSource::WorkApi, Some(party)));
+        assert_eq!(
+            (got[2].source, got[2].party_id),
+            (LookupSource::WorkApi, Some(party))
+        );
         let none = lookups(&v, Some(Verdict::NotFound), &[]);
         assert_eq!(none[0].result, LookupResult::NothingUsable);
     }
 
     #[test]
     fn note_summary_says_why_not_posted() {
-        let posted = NoteSummary::new(Some((NoteStatus::Posted, None, Some(201), Some(Utc::now()))), None);
+        let posted = NoteSummary::new(
+            Some((NoteStatus::Posted, None, Some(201), Some(Utc::now()))),
+            None,
+        );
         assert!(posted.posted && posted.why.is_none());
         let refused = NoteSummary::new(Some((NoteStatus::Failed, None, Some(422), None)), None);
         assert_eq!(refused.why.as_deref(), Some("C2S refused it (HTTP 422)"));
@@ -1026,7 +1037,10 @@ mod tests {
         assert!(!none.posted);
         assert_eq!(none.status, None);
         assert!(none.why.unwrap().starts_with("no CPF found"));
-        assert_eq!(NoteSummary::new(None, None).why.as_deref(), Some("not enriched yet"));
+        assert_eq!(
+            NoteSummary::new(None, None).why.as_deref(),
+            Some("not enriched yet")
+        );
     }
 
     #[test]
@@ -1037,6 +1051,9 @@ mod tests {
         );
         let e = LeadQuery::parse(Some("rejected"), None, None).unwrap_err();
         assert_eq!(e.body()["field"], "status");
-        assert_eq!(LeadQuery::parse(None, Some("zz"), None).unwrap_err().body()["field"], "cursor");
+        assert_eq!(
+            LeadQuery::parse(None, Some("zz"), None).unwrap_err().body()["field"],
+            "cursor"
+        );
     }
 }

@@ -2,10 +2,10 @@
 //! given. Absent fields stay as they are; `null` clears a field.
 
 use super::{
-    Done,
+    Done, checked_owner,
     error::ApiError,
     input::{Fields, Patch},
-    checked_owner, log_system, ownership, records,
+    log_system, ownership, records,
 };
 use crate::{
     auth::Principal,

@@ -184,8 +184,15 @@ mod tests {
         let raw = c.encode(KeyCursor::C2S_LEADS);
         assert_eq!(KeyCursor::decode(&raw, KeyCursor::C2S_LEADS).unwrap(), c);
         for bad in [raw.as_str(), "", "!!!", &B64.encode("l1|12|")] {
-            let tag = if bad == raw { "x1" } else { KeyCursor::C2S_LEADS };
-            assert_eq!(KeyCursor::decode(bad, tag).unwrap_err().body()["field"], "cursor");
+            let tag = if bad == raw {
+                "x1"
+            } else {
+                KeyCursor::C2S_LEADS
+            };
+            assert_eq!(
+                KeyCursor::decode(bad, tag).unwrap_err().body()["field"],
+                "cursor"
+            );
         }
     }
 }

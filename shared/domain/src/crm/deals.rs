@@ -4,10 +4,10 @@
 //! timeline and the `deal.stage_changed` event never diverge.
 
 use super::{
-    Done,
+    Done, checked_owner,
     error::ApiError,
     input::{self, Fields, Patch, required},
-    checked_owner, log_system, ownership, records,
+    log_system, ownership, records,
 };
 use crate::{
     auth::Principal,
@@ -282,7 +282,9 @@ async fn claim_for_move(
     if !who.may_read(contact_owner.as_deref()) {
         return Err(ApiError::NotFound("deal"));
     }
-    let me = ownership::active_owner(db, who.user_id()).await?.to_string();
+    let me = ownership::active_owner(db, who.user_id())
+        .await?
+        .to_string();
     // Re-read under the lock: someone may have claimed it meanwhile.
     let lock = db
         .prepare_cached("select owner_id from deals where id = $1 for update")

@@ -84,8 +84,10 @@ pub async fn transfer(
 ) -> Result<Transfer, ApiError> {
     if from.as_deref() != to {
         let stmt = db
-            .prepare_cached("update contacts set owner_id = $2, updated_at = now() \
-                 where id = $1 and owner_id is distinct from $2")
+            .prepare_cached(
+                "update contacts set owner_id = $2, updated_at = now() \
+                 where id = $1 and owner_id is distinct from $2",
+            )
             .await
             .map_err(|e| ApiError::from_db(e, "preparing the owner update"))?;
         db.execute(&stmt, &[&contact_id, &to])
@@ -297,9 +299,18 @@ mod tests {
             json!({"owner_id": 5}),
             json!({"owner_id": "u", "x": 1}),
         ] {
-            assert_eq!(parse_assign(body(bad.clone())).unwrap_err().status(), 422, "{bad}");
+            assert_eq!(
+                parse_assign(body(bad.clone())).unwrap_err().status(),
+                422,
+                "{bad}"
+            );
         }
         assert!(parse_claim(Map::new()).is_ok());
-        assert_eq!(parse_claim(body(json!({"owner_id": "u"}))).unwrap_err().status(), 422);
+        assert_eq!(
+            parse_claim(body(json!({"owner_id": "u"})))
+                .unwrap_err()
+                .status(),
+            422
+        );
     }
 }

@@ -158,7 +158,10 @@ impl PipelineAction {
         let f = Fields::new(body, &["name", "stages"])?;
         let name = required(name_of(&f, "name", 120)?, "name")?;
         let Some(Value::Array(items)) = f.raw("stages") else {
-            return Err(ApiError::validation("stages", "must be a non-empty list of {name, kind}"));
+            return Err(ApiError::validation(
+                "stages",
+                "must be a non-empty list of {name, kind}",
+            ));
         };
         if items.is_empty() || items.len() > MAX_STAGES {
             return Err(ApiError::validation(
@@ -169,7 +172,10 @@ impl PipelineAction {
         let mut stages = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let Value::Object(map) = item else {
-                return Err(ApiError::validation(format!("stages[{i}]"), "must be {name, kind}"));
+                return Err(ApiError::validation(
+                    format!("stages[{i}]"),
+                    "must be {name, kind}",
+                ));
             };
             let sf = Fields::new(map.clone(), &["name", "kind"])
                 .map_err(|e| prefix(e, &format!("stages[{i}]")))?;
@@ -280,14 +286,14 @@ fn prefix(e: ApiError, at: &str) -> ApiError {
 
 fn dbe(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ApiError {
     move |e| match classify(&e) {
-        DbFault::UniqueViolation { constraint: Some(c) }
-            if c == "pipeline_stages_name_unique" =>
-        {
+        DbFault::UniqueViolation {
+            constraint: Some(c),
+        } if c == "pipeline_stages_name_unique" => {
             ApiError::conflict("name", "is used by another stage of the pipeline")
         }
-        DbFault::UniqueViolation { constraint: Some(c) } if c == "pipelines_name_key" => {
-            ApiError::conflict("name", "is used by another pipeline")
-        }
+        DbFault::UniqueViolation {
+            constraint: Some(c),
+        } if c == "pipelines_name_key" => ApiError::conflict("name", "is used by another pipeline"),
         _ => ApiError::from_db(e, context),
     }
 }
@@ -399,7 +405,11 @@ fn has_deals(stage: &StageOut) -> ApiError {
 }
 
 /// Rewrites positions to `order` (every stage of the pipeline, in its new order).
-async fn set_order(db: &impl GenericClient, pipeline_id: Uuid, order: &[Uuid]) -> Result<(), ApiError> {
+async fn set_order(
+    db: &impl GenericClient,
+    pipeline_id: Uuid,
+    order: &[Uuid],
+) -> Result<(), ApiError> {
     db.batch_execute("set constraints pipeline_stages_position_unique deferred")
         .await
         .map_err(dbe("deferring the position rule"))?;
@@ -427,7 +437,9 @@ pub async fn execute(
     action: PipelineAction,
 ) -> Result<Done, ApiError> {
     if !who.is_admin() {
-        return Err(ApiError::Forbidden("pipelines and stages are changed by admins".into()));
+        return Err(ApiError::Forbidden(
+            "pipelines and stages are changed by admins".into(),
+        ));
     }
     match action {
         PipelineAction::Create { name, stages } => {
@@ -452,8 +464,15 @@ pub async fn execute(
                     .await
                     .map_err(dbe("adding a stage"))?;
             }
-            audit_entry(db, who, "crm.pipeline.created", "pipeline", id, json!({"stages": stages.len()}))
-                .await?;
+            audit_entry(
+                db,
+                who,
+                "crm.pipeline.created",
+                "pipeline",
+                id,
+                json!({"stages": stages.len()}),
+            )
+            .await?;
             Ok(Done::new(201, body(&read(db, id).await?)))
         }
         PipelineAction::Rename { pipeline_id, name } => {
@@ -465,7 +484,15 @@ pub async fn execute(
                 )
                 .await
                 .map_err(dbe("renaming the pipeline"))?;
-                audit_entry(db, who, "crm.pipeline.renamed", "pipeline", pipeline_id, json!({})).await?;
+                audit_entry(
+                    db,
+                    who,
+                    "crm.pipeline.renamed",
+                    "pipeline",
+                    pipeline_id,
+                    json!({}),
+                )
+                .await?;
             }
             Ok(Done::new(200, body(&read(db, pipeline_id).await?)))
         }
@@ -588,7 +615,11 @@ pub async fn execute(
                     "must list every stage of the pipeline exactly once",
                 ));
             }
-            let first = p.stages.iter().find(|s| s.id == stage_ids[0]).expect("listed");
+            let first = p
+                .stages
+                .iter()
+                .find(|s| s.id == stage_ids[0])
+                .expect("listed");
             if first.kind != StageKind::Open {
                 return Err(ApiError::validation(
                     "stage_ids",
@@ -756,17 +787,26 @@ mod tests {
             ok,
             PipelineAction::Create {
                 name: "Rentals".into(),
-                stages: vec![("Lead".into(), StageKind::Open), ("Signed".into(), StageKind::Won)]
+                stages: vec![
+                    ("Lead".into(), StageKind::Open),
+                    ("Signed".into(), StageKind::Won)
+                ]
             }
         );
-        let e = PipelineAction::parse_create(body(json!({"name": "R", "stages": [{"name": "W", "kind": "won"}]})))
-            .unwrap_err();
+        let e = PipelineAction::parse_create(body(
+            json!({"name": "R", "stages": [{"name": "W", "kind": "won"}]}),
+        ))
+        .unwrap_err();
         assert_eq!(e.body()["field"], "stages[0].kind");
-        let e = PipelineAction::parse_create(body(json!({"name": "R", "stages": [{"name": "A"}, {"name": "A"}]})))
-            .unwrap_err();
+        let e = PipelineAction::parse_create(body(
+            json!({"name": "R", "stages": [{"name": "A"}, {"name": "A"}]}),
+        ))
+        .unwrap_err();
         assert_eq!(e.body()["field"], "stages[1].name");
-        let e = PipelineAction::parse_create(body(json!({"name": "R", "stages": [{"name": "A", "kind": "closed"}]})))
-            .unwrap_err();
+        let e = PipelineAction::parse_create(body(
+            json!({"name": "R", "stages": [{"name": "A", "kind": "closed"}]}),
+        ))
+        .unwrap_err();
         assert_eq!(e.body()["field"], "stages[0].kind");
         let e = PipelineAction::parse_create(body(json!({"name": "R", "stages": []}))).unwrap_err();
         assert_eq!(e.body()["field"], "stages");
@@ -775,8 +815,12 @@ mod tests {
     #[test]
     fn a_stage_is_not_moved_onto_itself() {
         let s = Uuid::now_v7();
-        let e = PipelineAction::parse_remove_stage(Uuid::now_v7(), s, body(json!({"move_deals_to": s})))
-            .unwrap_err();
+        let e = PipelineAction::parse_remove_stage(
+            Uuid::now_v7(),
+            s,
+            body(json!({"move_deals_to": s})),
+        )
+        .unwrap_err();
         assert_eq!(e.body()["field"], "move_deals_to");
     }
 }

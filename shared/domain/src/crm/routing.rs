@@ -120,7 +120,10 @@ impl Rule {
                 }
                 match user_id {
                     Patch::Set(id) => Ok(Rule::Fixed(id)),
-                    _ => Err(ApiError::validation("user_id", "is required for mode fixed")),
+                    _ => Err(ApiError::validation(
+                        "user_id",
+                        "is required for mode fixed",
+                    )),
                 }
             }
             "round_robin" => {
@@ -180,7 +183,11 @@ fn view(row: &tokio_postgres::Row) -> Result<RuleView, ApiError> {
     let next: i32 = row.get(3);
     let mode: String = row.get(1);
     let next_user_id = (mode == "round_robin")
-        .then(|| usize::try_from(next).ok().and_then(|i| user_ids.get(i).copied()))
+        .then(|| {
+            usize::try_from(next)
+                .ok()
+                .and_then(|i| user_ids.get(i).copied())
+        })
         .flatten();
     Ok(RuleView {
         source: Source::parse(&source)
@@ -324,8 +331,14 @@ mod tests {
             (json!({"mode": "fixed", "user_id": "x"}), "user_id"),
             (json!({"mode": "fixed", "user_ids": [a]}), "user_ids"),
             (json!({"mode": "round_robin", "user_ids": []}), "user_ids"),
-            (json!({"mode": "round_robin", "user_ids": [a, a]}), "user_ids"),
-            (json!({"mode": "round_robin", "user_ids": ["x"]}), "user_ids"),
+            (
+                json!({"mode": "round_robin", "user_ids": [a, a]}),
+                "user_ids",
+            ),
+            (
+                json!({"mode": "round_robin", "user_ids": ["x"]}),
+                "user_ids",
+            ),
             (json!({"mode": "round_robin", "user_ids": a}), "user_ids"),
             (json!({"mode": "round_robin", "user_ids": [a], "x": 1}), "x"),
         ] {

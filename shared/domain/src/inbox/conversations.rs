@@ -5,9 +5,9 @@
 //! from the messages themselves (inbound, `is_read = false`): there is no
 //! other unread state (V20 dropped `notifications`; docs/inbox.md).
 //!
-//! Order: the last message's `created_at`, newest first, then the contact id;
-//! keyset pages on that pair through the shared cursor codec
-//! (`CursorKind::Conversations`). The key moves when a contact gets a new
+//! Order: the newest message's `created_at`, newest first, then the contact
+//! id; keyset pages on that pair through the shared cursor codec
+//! (`CursorKind::Conversations`), scanning `messages_recent_idx` (V20). The key moves when a contact gets a new
 //! message, but only upwards: a conversation never shows twice while a
 //! client pages; one that moved to the top is seen on the next first page.
 
@@ -181,31 +181,31 @@ pub async fn list(
     q: &ConversationQuery,
 ) -> Result<ConversationPage, ApiError> {
     let (at, id) = q.cursor.map_or_else(first_page_key, |c| (c.at, c.id));
-    // Per visible contact: its newest message (on the channel, if filtered),
-    // its unread inbound count and its last inbound WhatsApp message, each
-    // an index probe (messages_contact_idx, messages_unread_idx, V20).
+    // Messages newest first (messages_recent_idx, V20) from the cursor; one
+    // counts when it is its contact's newest (on the channel, if filtered).
+    // Unread and the window are probed for the page's rows only.
     let stmt = db
         .prepare_cached(&format!(
             "select c.id, c.full_name, c.phone, c.owner_id, \
                     l.id, l.direction, l.channel, l.status, l.body, l.num_media, l.created_at, \
-                    u.unread, w.last_in, now() \
-             from contacts c \
-             cross join lateral ( \
-                 select m.id, m.direction, m.channel, m.status, m.body, m.num_media, m.created_at \
-                 from messages m where m.contact_id = c.id \
-                   and ($5::text is null or m.channel = $5) \
-                 order by m.created_at desc, m.id desc limit 1) l \
-             cross join lateral ( \
-                 select count(*) as unread from messages m \
-                 where m.contact_id = c.id and m.direction = 'in' and not m.is_read \
-                   and ($5::text is null or m.channel = $5)) u \
-             cross join lateral ( \
-                 select max(m.created_at) as last_in from messages m \
-                 where m.contact_id = c.id and m.direction = 'in' and m.channel = 'whatsapp') w \
+                    (select count(*) from messages m \
+                     where m.contact_id = c.id and m.direction = 'in' and not m.is_read \
+                       and ($5::text is null or m.channel = $5)), \
+                    (select max(m.created_at) from messages m \
+                     where m.contact_id = c.id and m.direction = 'in' and m.channel = 'whatsapp'), \
+                    now(), l.created_at \
+             from messages l \
+             join contacts c on c.id = l.contact_id \
              where {VISIBLE_CONTACT} \
-               and l.created_at <= $2 and (l.created_at, c.id) < ($2, $3) \
-               and (not $6 or u.unread > 0) \
-             order by l.created_at desc, c.id desc limit $4"
+               and l.created_at <= $2 and (l.created_at, l.contact_id) < ($2, $3) \
+               and ($5::text is null or l.channel = $5) \
+               and not exists (select 1 from messages n where n.contact_id = l.contact_id \
+                     and ($5::text is null or n.channel = $5) \
+                     and (n.created_at, n.id) > (l.created_at, l.id)) \
+               and (not $6 or exists (select 1 from messages m \
+                     where m.contact_id = l.contact_id and m.direction = 'in' and not m.is_read \
+                       and ($5::text is null or m.channel = $5))) \
+             order by l.created_at desc, l.contact_id desc limit $4"
         ))
         .await
         .map_err(|e| ApiError::from_db(e, "preparing the conversations page"))?;
@@ -225,17 +225,16 @@ pub async fn list(
         .await
         .map_err(|e| ApiError::from_db(e, "reading conversations"))?;
     let limit = usize::try_from(q.limit).expect("limit is positive");
-    let mut conversations: Vec<Conversation> = rows.iter().map(conversation).collect();
-    let next_cursor = (conversations.len() > limit).then(|| {
-        conversations.truncate(limit);
-        let last = &conversations[limit - 1];
+    let next_cursor = (rows.len() > limit).then(|| {
+        let last = &rows[limit - 1];
         Cursor {
-            at: last.last_message.created_at,
-            id: last.contact_id,
+            at: last.get(14),
+            id: last.get(0),
             stage_id: None,
         }
         .encode(CursorKind::Conversations)
     });
+    let conversations: Vec<Conversation> = rows.iter().take(limit).map(conversation).collect();
     Ok(ConversationPage {
         conversations,
         next_cursor,
@@ -286,7 +285,10 @@ mod tests {
         let p = preview(&long);
         assert_eq!(p.chars().count(), PREVIEW_CHARS + 1);
         assert!(p.ends_with('…'));
-        assert_eq!(preview(&"a".repeat(PREVIEW_CHARS)), "a".repeat(PREVIEW_CHARS));
+        assert_eq!(
+            preview(&"a".repeat(PREVIEW_CHARS)),
+            "a".repeat(PREVIEW_CHARS)
+        );
     }
 
     #[test]
@@ -299,12 +301,27 @@ mod tests {
     #[test]
     fn query_fields_are_checked_by_name() {
         let field = |r: Result<ConversationQuery, ApiError>| r.unwrap_err().body()["field"].clone();
-        assert_eq!(field(ConversationQuery::parse(Some("zz"), None, None, None)), "cursor");
-        assert_eq!(field(ConversationQuery::parse(None, Some("0"), None, None)), "limit");
-        assert_eq!(field(ConversationQuery::parse(None, None, Some("email"), None)), "channel");
-        assert_eq!(field(ConversationQuery::parse(None, None, None, Some("yes"))), "unread");
+        assert_eq!(
+            field(ConversationQuery::parse(Some("zz"), None, None, None)),
+            "cursor"
+        );
+        assert_eq!(
+            field(ConversationQuery::parse(None, Some("0"), None, None)),
+            "limit"
+        );
+        assert_eq!(
+            field(ConversationQuery::parse(None, None, Some("email"), None)),
+            "channel"
+        );
+        assert_eq!(
+            field(ConversationQuery::parse(None, None, None, Some("yes"))),
+            "unread"
+        );
         let q = ConversationQuery::parse(None, None, Some("sms"), Some("true")).unwrap();
-        assert_eq!((q.channel, q.unread_only, q.limit), (Some(Channel::Sms), true, DEFAULT_LIMIT));
+        assert_eq!(
+            (q.channel, q.unread_only, q.limit),
+            (Some(Channel::Sms), true, DEFAULT_LIMIT)
+        );
         // Another list's cursor is not a conversations cursor.
         let other = Cursor {
             at: Utc::now(),
@@ -312,6 +329,9 @@ mod tests {
             stage_id: None,
         }
         .encode(CursorKind::Messages);
-        assert_eq!(field(ConversationQuery::parse(Some(&other), None, None, None)), "cursor");
+        assert_eq!(
+            field(ConversationQuery::parse(Some(&other), None, None, None)),
+            "cursor"
+        );
     }
 }

@@ -355,7 +355,11 @@ pub async fn update(
 /// POST {id}/send?dry_run=true: the recipients a send would have now.
 /// POST {id}/send?dry_run=true: whole-audience counts, samples of contacts
 /// the caller may read only.
-pub async fn dry_run(db: &impl GenericClient, who: &Principal, id: Uuid) -> Result<Value, ApiError> {
+pub async fn dry_run(
+    db: &impl GenericClient,
+    who: &Principal,
+    id: Uuid,
+) -> Result<Value, ApiError> {
     let r = row(db, id, false).await?;
     let d = audience::dry_run_for(db, id, who.owner_scope()).await?;
     Ok(json!({
