@@ -198,7 +198,7 @@ async fn a_member_reads_only_timelines_they_may_read() {
     let hidden = activity(&pg, &shared, "stage_change", Some(&bs_deal), 10.0).await;
     let (status, body) = timeline(&d, &shared, &[], &a).await;
     assert_eq!(status, 200);
-    assert_eq!(ids(&body), [open.clone()]);
+    assert_eq!(ids(&body), [open.as_str()]);
     let (_, body) = timeline(&d, &shared, &[], &b).await;
     assert_eq!(ids(&body), [hidden, open]);
     let (status, body) = timeline(&d, &mine, &[], &a).await;

@@ -110,7 +110,7 @@ async fn conversations_are_newest_first_with_unread_preview_and_window() {
 
     // Filters: a channel (its last message and its unread), unread only.
     let sms = conversations(&d, &admin(), &[("channel", "sms")]).await;
-    assert_eq!(contact_ids(&sms), [bob.clone()]);
+    assert_eq!(contact_ids(&sms), [bob.as_str()]);
     assert_eq!(sms["conversations"][0]["unread_count"], 0);
     assert_eq!(
         sms["conversations"][0]["last_message"]["id"],
