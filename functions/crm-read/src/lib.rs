@@ -11,6 +11,7 @@ use crm_domain::{
         board::{self, BoardQuery},
         reads::{self, ContactQuery},
         routing,
+        timeline::{self, TimelineQuery},
     },
 };
 use crm_platform::{
@@ -32,6 +33,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/crm/contacts"),
     ("GET", "/crm/contacts/{id}"),
     ("GET", "/crm/contacts/{id}/c2s"),
+    ("GET", "/crm/contacts/{id}/timeline"),
     ("GET", "/api/v1/lead-routing"),
 ];
 
@@ -123,6 +125,17 @@ async fn serve(
             q("limit").as_deref(),
             deps.api.phone_region,
         )?),
+        "/crm/contacts/{id}/timeline" => Query::Timeline(
+            params
+                .first()
+                .and_then(|raw| Uuid::parse_str(raw).ok())
+                .ok_or(ApiError::NotFound("contact"))?,
+            TimelineQuery::parse(
+                q("cursor").as_deref(),
+                q("limit").as_deref(),
+                q("type").as_deref(),
+            )?,
+        ),
         "/crm/contacts/{id}/c2s" => Query::ContactC2s(
             params
                 .first()
@@ -149,6 +162,7 @@ enum Query {
     Contact(Uuid),
     /// The Contact2Sale leads linked to the contact (`crm_domain::c2s::link`).
     ContactC2s(Uuid),
+    Timeline(Uuid, TimelineQuery),
 }
 
 async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiError> {
@@ -171,6 +185,12 @@ async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiErr
         Query::Contact(id) => {
             let tx = snapshot(&mut client).await?;
             reads::contact_detail(&tx, who, id).await
+        }
+        // The visibility check and the page: one snapshot.
+        Query::Timeline(id, q) => {
+            let tx = snapshot(&mut client).await?;
+            let page = timeline::page(&tx, who, id, &q).await?;
+            serde_json::to_value(page).map_err(|e| ApiError::Unexpected(e.into()))
         }
         Query::ContactC2s(id) => {
             let tx = snapshot(&mut client).await?;

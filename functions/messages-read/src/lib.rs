@@ -1,6 +1,8 @@
 //! The messaging API's reads and ops (issue 4 §2): a contact's messages,
 //! the read/starred flags, the polling feed, the templates sync from
-//! Twilio's Content API and the admins' debug reads.
+//! Twilio's Content API and the admins' debug reads; and what the console's
+//! inbox needs (issue 11 §3): conversations, marking one read, and a
+//! message's media through a short-lived signed URL (docs/inbox.md).
 //! This crate routes on method + raw path, authenticates, parses the query
 //! string and body; the SQL lives in `crm_domain::inbox`.
 
@@ -13,17 +15,21 @@ use crm_domain::{
     crm::{ApiError, input},
     inbox::{
         self, Flags, MessagePage,
+        conversations::{self, ConversationQuery},
+        media,
         templates::{self, Upsert},
     },
 };
 use crm_platform::{
     api::{self, ApiConfig},
+    blob::Presigner,
     config::{CommonConfig, ConfigError, Env},
     db::{PgPool, build_pool},
     http,
 };
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
+use std::{sync::Arc, time::Duration};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -37,7 +43,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/templates/sync-missing"),
     ("GET", diagnostics::EVENTS_PATH),
     ("GET", diagnostics::SUMMARY_PATH),
+    ("GET", "/api/conversations"),
+    ("POST", "/api/conversations/{id}/read"),
+    ("GET", "/api/messages/{id}/media/{index}"),
 ];
+
+/// How long a media URL works: long enough to load, short enough that a
+/// copied link soon stops working.
+pub const MEDIA_URL_TTL: Duration = Duration::from_secs(60);
 
 /// The feed's page size: default and maximum.
 pub const FEED_DEFAULT_LIMIT: i64 = 100;
@@ -52,6 +65,9 @@ pub struct Deps {
     pub api: ApiConfig,
     /// `None` without Twilio credentials: the templates sync answers 503.
     pub content: Option<ContentClient>,
+    /// Signs media GET URLs: S3 (`MEDIA_BUCKET`) in Lambda, the local
+    /// folder's signer under the local runner; `None`: media answers 503.
+    pub media: Option<Arc<dyn Presigner>>,
 }
 
 impl Deps {
@@ -65,6 +81,7 @@ impl Deps {
             pool: build_pool(&common.database)?,
             api: ApiConfig::from_env(common, env)?,
             content: ContentClient::from_env(env)?,
+            media: None,
         })
     }
 }
@@ -81,6 +98,22 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
             Ok(found) => found,
             Err(miss) => return miss.response(),
         };
+        if pattern == "/api/messages/{id}/media/{index}" {
+            return match serve_media(&req, deps, &params).await {
+                Ok(resp) => {
+                    tracing::info!(
+                        route = pattern,
+                        status = resp.status().as_u16(),
+                        "media link signed"
+                    );
+                    resp
+                }
+                Err(err) => {
+                    api::log_refusal(pattern, &err);
+                    api::error(&err)
+                }
+            };
+        }
         match serve(&req, deps, pattern, &params).await {
             Ok(body) => {
                 tracing::info!(route = pattern, status = 200, "messages request done");
@@ -106,6 +139,10 @@ enum Query {
     ContactMessages(Uuid, MessagePage),
     SetFlags(Uuid, Flags),
     Feed(inbox::FeedCursor, i64),
+    /// `?after=now`: no events, the current head as `next_after`.
+    FeedHead(i64),
+    Conversations(ConversationQuery),
+    MarkRead(Uuid),
     Diagnostics(i32),
     DebugMessages(String),
 }
@@ -145,10 +182,20 @@ async fn serve(
             let flags = Flags::parse(&body)?;
             Query::SetFlags(path_uuid(params, "message")?, flags)
         }
-        "/api/messages/events" => Query::Feed(
-            inbox::FeedCursor::parse(q("after").as_deref())?,
-            input::limit(q("limit").as_deref(), FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT)?,
-        ),
+        "/api/messages/events" => {
+            let limit = input::limit(q("limit").as_deref(), FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT)?;
+            match q("after").as_deref().map(str::trim) {
+                Some("now") => Query::FeedHead(limit),
+                after => Query::Feed(inbox::FeedCursor::parse(after)?, limit),
+            }
+        }
+        "/api/conversations" => Query::Conversations(ConversationQuery::parse(
+            q("cursor").as_deref(),
+            q("limit").as_deref(),
+            q("channel").as_deref(),
+            q("unread").as_deref(),
+        )?),
+        "/api/conversations/{id}/read" => Query::MarkRead(path_uuid(params, "contact")?),
         "/api/debug/webhook-diagnostics" => {
             admin_only(&who)?;
             let hours = input::limit(
@@ -204,11 +251,76 @@ async fn run(deps: &Deps, who: &Principal, query: Query) -> Result<Value, ApiErr
             Ok(done)
         }
         Query::Feed(after, limit) => inbox::feed(&client, who, after, limit).await,
+        Query::FeedHead(limit) => {
+            let head = inbox::feed_head(&client).await?;
+            Ok(json!({"events": [], "next_after": head.encode(), "limit": limit}))
+        }
+        Query::Conversations(q) => {
+            let page = conversations::list(&client, who, &q).await?;
+            serde_json::to_value(page).map_err(|e| ApiError::Unexpected(e.into()))
+        }
+        Query::MarkRead(id) => {
+            let done = conversations::mark_read(&client, who, id).await?;
+            tracing::info!(contact_id = %id, marked = done.marked, "conversation marked read");
+            serde_json::to_value(done).map_err(|e| ApiError::Unexpected(e.into()))
+        }
         Query::Diagnostics(hours) => inbox::webhook_diagnostics(&client, hours).await,
         Query::DebugMessages(phone) => {
             inbox::messages_by_phone(&client, &phone, deps.api.phone_region).await
         }
     }
+}
+
+/// GET /api/messages/{id}/media/{index}: 302 to a signed URL of the file
+/// (or, with `Accept: application/json`, that URL as JSON), for a message the
+/// caller may read; 404 otherwise, exactly as for an unknown message.
+async fn serve_media(
+    req: &Request,
+    deps: &Deps,
+    params: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    let who = api::authenticate(req, &deps.api.jwt)?;
+    tracing::Span::current().record("user_id", who.user_id());
+    let id = path_uuid(params, "message")?;
+    let index = media::parse_index(params.get(1).copied().unwrap_or_default())?;
+    let presigner = deps
+        .media
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("MEDIA_BUCKET is not configured")))?;
+    let file = {
+        let client = deps.pool.get().await?;
+        media::find(&client, &who, id, index).await?
+    };
+    let url = presigner
+        .presign_get_as(
+            &file.key,
+            MEDIA_URL_TTL,
+            &file.content_type,
+            &file.content_disposition(),
+        )
+        .await
+        .map_err(ApiError::Unexpected)?;
+    let wants_json = http::header(req, "accept").is_some_and(|a| a.contains("application/json"));
+    let mut resp = if wants_json {
+        api::answer(
+            200,
+            &json!({"url": url, "content_type": file.content_type, "bytes": file.bytes,
+                    "expires_in": MEDIA_URL_TTL.as_secs()}),
+            false,
+        )
+    } else {
+        let mut resp = http::json(302, &json!({"url": url}));
+        let location = lambda_http::http::HeaderValue::from_str(&url)
+            .map_err(|e| ApiError::Unexpected(e.into()))?;
+        resp.headers_mut().insert("location", location);
+        resp
+    };
+    // A signed URL is for this caller only: never stored by a shared cache.
+    resp.headers_mut().insert(
+        "cache-control",
+        lambda_http::http::HeaderValue::from_static("private, no-store"),
+    );
+    Ok(resp)
 }
 
 /// Pulls every Content API template first (no connection held while Twilio

@@ -47,7 +47,8 @@ pub struct Deps {
     /// Publishes the send job right after commit (SQS in Lambda). `None`
     /// leaves it to the scheduled relay (and to the local runner's).
     pub publisher: Option<Arc<dyn Publisher>>,
-    /// Presigns upload URLs (S3, `MEDIA_BUCKET`); `None` locally: 501.
+    /// Presigns upload URLs (S3, `MEDIA_BUCKET`; the local folder's signer
+    /// under the local runner); `None`: 501.
     pub media: Option<Arc<dyn Presigner>>,
 }
 

@@ -2,8 +2,9 @@
 //! (5 minutes, for exactly that type and size) and the `media_key`
 //! (`uploads/<uuid>.<ext>`) to send with POST /api/messages. The allow-list
 //! is the media worker's (images, audio, video, PDF); the cap is 16 MiB.
-//! Without a bucket (the local runner) it answers 501
-//! `not_available_locally`: the local folder has no URL a browser could PUT to.
+//! Under the local runner the URL is one of its own media folder
+//! (`/local/media/uploads/…`, signed by `crm_platform::local_media`, served
+//! by infra/local); without either it answers 501 `not_available_locally`.
 
 use crm_domain::crm::{
     ApiError,

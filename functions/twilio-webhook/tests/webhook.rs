@@ -31,7 +31,7 @@ async fn assert_only_a_rejection(db: &TestDb, status: i32, code: &str) {
     );
     assert_eq!(row.get::<_, Option<String>>(3), None);
     assert_eq!(row.get::<_, Option<serde_json::Value>>(4), None);
-    for table in ["contacts", "messages", "notifications", "outbox"] {
+    for table in ["contacts", "messages", "message_feed", "outbox"] {
         assert_eq!(
             count(&pg, &format!("select count(*) from {table}")).await,
             0,
@@ -242,10 +242,10 @@ async fn a_replay_is_200_twiml_and_changes_nothing() {
     accepted(&deps, sample("inbound-whatsapp-media")).await;
     let pg = db.client().await;
     let snapshot = "select (select count(*) from messages) + (select count(*) from contacts) * 10 \
-                    + (select count(*) from notifications) * 100 + (select count(*) from outbox) * 1000 \
+                    + (select count(*) from message_feed) * 100 + (select count(*) from outbox) * 1000 \
                     + (select count(*) from activities) * 10000 + (select count(*) from deals) * 100000";
     let before = count(&pg, snapshot).await;
-    // One message, contact, notification, activity and deal; two media jobs.
+    // One message, contact, feed event, activity and deal; two media jobs.
     assert_eq!(before, 112_111);
     accepted(&deps, sample("inbound-whatsapp-media")).await;
     assert_eq!(count(&pg, snapshot).await, before);
@@ -271,7 +271,7 @@ async fn ten_identical_inbound_deliveries_at_once_store_one_message() {
     assert_eq!(count(&pg, "select count(*) from messages").await, 1);
     assert_eq!(count(&pg, "select count(*) from contacts").await, 1);
     assert_eq!(count(&pg, "select count(*) from deals").await, 1);
-    assert_eq!(count(&pg, "select count(*) from notifications").await, 1);
+    assert_eq!(count(&pg, "select count(*) from message_feed").await, 1);
     assert_eq!(count(&pg, "select count(*) from webhook_events").await, 1);
 }
 
@@ -302,7 +302,7 @@ async fn our_failure_is_500_recorded_failed_and_a_retry_is_processed() {
     let deps = deps(&db);
     let pg = db.client().await;
     // Break the last write of the flow: everything before it must roll back.
-    pg.batch_execute("alter table notifications rename to notifications_away")
+    pg.batch_execute("alter table activities rename to activities_away")
         .await
         .unwrap();
     let (status, body) = refused(&deps, sample("inbound-sms")).await;
@@ -317,7 +317,7 @@ async fn our_failure_is_500_recorded_failed_and_a_retry_is_processed() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "failed");
     assert_eq!(row.get::<_, String>(1), format!("twilio:in:{SMS_SID}"));
-    for table in ["contacts", "messages", "deals", "activities"] {
+    for table in ["contacts", "messages", "deals", "message_feed"] {
         assert_eq!(
             count(&pg, &format!("select count(*) from {table}")).await,
             0,
@@ -325,7 +325,7 @@ async fn our_failure_is_500_recorded_failed_and_a_retry_is_processed() {
         );
     }
 
-    pg.batch_execute("alter table notifications_away rename to notifications")
+    pg.batch_execute("alter table activities_away rename to activities")
         .await
         .unwrap();
     accepted(&deps, sample("inbound-sms")).await;
@@ -338,5 +338,5 @@ async fn our_failure_is_500_recorded_failed_and_a_retry_is_processed() {
         1
     );
     assert_eq!(count(&pg, "select count(*) from messages").await, 1);
-    assert_eq!(count(&pg, "select count(*) from notifications").await, 1);
+    assert_eq!(count(&pg, "select count(*) from message_feed").await, 1);
 }

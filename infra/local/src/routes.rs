@@ -103,24 +103,24 @@ pub fn build(common: &CommonConfig, env: &Env) -> Result<Arc<Table>, ConfigError
         crm_read::Deps::new(common, env)?,
         |req, deps| Box::pin(async move { crm_read::handle(req, &deps).await }),
     );
-    mount(
-        &mut routes,
-        messages_read::ROUTES,
-        messages_read::Deps::new(common, env)?,
-        |req, deps| Box::pin(async move { messages_read::handle(req, &deps).await }),
-    );
+    // Media links and upload URLs: the local folder's signer (crate::media).
+    let local_media = crate::media::urls(env);
+    let mut read = messages_read::Deps::new(common, env)?;
+    read.media = Some(local_media.clone());
+    mount(&mut routes, messages_read::ROUTES, read, |req, deps| {
+        Box::pin(async move { messages_read::handle(req, &deps).await })
+    });
     mount(
         &mut routes,
         twilio_webhook::ROUTES,
         twilio_webhook::Deps::new(common, env)?,
         |req, deps| Box::pin(async move { twilio_webhook::handle(req, &deps).await }),
     );
-    mount(
-        &mut routes,
-        messages_send::ROUTES,
-        messages_send::Deps::new(common, env)?,
-        |req, deps| Box::pin(async move { messages_send::handle(req, &deps).await }),
-    );
+    let mut send = messages_send::Deps::new(common, env)?;
+    send.media = Some(local_media);
+    mount(&mut routes, messages_send::ROUTES, send, |req, deps| {
+        Box::pin(async move { messages_send::handle(req, &deps).await })
+    });
     mount(
         &mut routes,
         crm_campaigns::ROUTES,
@@ -191,6 +191,7 @@ pub fn router(table: Arc<Table>) -> axum::Router {
                 )
             }),
         )
+        .merge(crate::media::router(crate::media::current()))
         .fallback(move |req: axum::extract::Request| dispatch(table.clone(), req))
 }
 

@@ -26,6 +26,24 @@ pub fn extension(content_type: &str) -> Option<&'static str> {
     })
 }
 
+/// The content type an `extension` key stands for (the inverse of `extension`).
+pub fn content_type_of(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        "jpg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "ogg" => "audio/ogg",
+        "mp3" => "audio/mpeg",
+        "amr" => "audio/amr",
+        "m4a" => "audio/mp4",
+        "mp4" => "video/mp4",
+        "3gp" => "video/3gpp",
+        "pdf" => "application/pdf",
+        _ => return None,
+    })
+}
+
 /// What became of one media file, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaStatus {

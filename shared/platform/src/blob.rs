@@ -118,6 +118,19 @@ pub trait Presigner: Send + Sync {
         key: &'a str,
         expires: std::time::Duration,
     ) -> BoxFuture<'a, anyhow::Result<String>>;
+    /// A GET URL whose answer carries this `Content-Type` and
+    /// `Content-Disposition` (S3's `response-content-*` overrides), so a
+    /// browser shows the file as what we stored, not as what it was uploaded as.
+    fn presign_get_as<'a>(
+        &'a self,
+        key: &'a str,
+        expires: std::time::Duration,
+        content_type: &'a str,
+        disposition: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        let _ = (content_type, disposition);
+        self.presign_get(key, expires)
+    }
 }
 
 impl Presigner for S3Blob {
@@ -176,6 +189,46 @@ impl Presigner for S3Blob {
                 })?;
             Ok(req.uri().to_string())
         })
+    }
+
+    fn presign_get_as<'a>(
+        &'a self,
+        key: &'a str,
+        expires: std::time::Duration,
+        content_type: &'a str,
+        disposition: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(self.presign_get_with(key, expires, Some(content_type), Some(disposition)))
+    }
+}
+
+impl S3Blob {
+    async fn presign_get_with(
+        &self,
+        key: &str,
+        expires: std::time::Duration,
+        content_type: Option<&str>,
+        disposition: Option<&str>,
+    ) -> anyhow::Result<String> {
+        check_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .context("presigning expiry")?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_response_content_type(content_type.map(str::to_string))
+            .set_response_content_disposition(disposition.map(str::to_string))
+            .presigned(config)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "presigning S3 GetObject: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            })?;
+        Ok(req.uri().to_string())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod email;
 pub mod http;
 pub mod jwks;
 pub mod lambda;
+pub mod local_media;
 pub mod local_queue;
 pub mod metrics;
 pub mod queue;

@@ -23,6 +23,7 @@ pub fn deps(db: &TestDb) -> Deps {
             PhoneRegion::default(),
         ),
         content: None,
+        media: None,
     }
 }
 

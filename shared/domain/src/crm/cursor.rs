@@ -20,6 +20,11 @@ pub enum CursorKind {
     Contacts,
     /// A contact's messages, newest `created_at` first.
     Messages,
+    /// Conversations, newest last message first: the last message's
+    /// `created_at` and the contact's id (`inbox::conversations`).
+    Conversations,
+    /// A contact's timeline, newest `occurred_at` first (set once, never changed).
+    Activities,
 }
 
 impl CursorKind {
@@ -28,6 +33,8 @@ impl CursorKind {
             CursorKind::Deals => "d2",
             CursorKind::Contacts => "c1",
             CursorKind::Messages => "m1",
+            CursorKind::Conversations => "v1",
+            CursorKind::Activities => "a1",
         }
     }
 }

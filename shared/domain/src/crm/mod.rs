@@ -18,6 +18,7 @@ pub mod reads;
 pub mod records;
 pub mod routing;
 pub mod run;
+pub mod timeline;
 
 pub use error::ApiError;
 

@@ -6,6 +6,8 @@
 //! may read its contact (members: own and unowned contacts; admins: all).
 //! Anything else answers 404, as the CRM API does.
 
+pub mod conversations;
+pub mod media;
 pub mod templates;
 
 use crate::{
@@ -235,6 +237,25 @@ impl FeedCursor {
             _ => Err(invalid()),
         }
     }
+}
+
+/// Where "now" is in the feed (`?after=now`): every event of a transaction
+/// that finished before the oldest one still running is behind it, every
+/// other event after it. Starting there a poller gets no history, and still
+/// never misses an event: one whose transaction is running now has a txid
+/// at or above the snapshot's xmin, so it sorts after this cursor.
+pub async fn feed_head(db: &impl GenericClient) -> Result<FeedCursor, ApiError> {
+    let row = db
+        .query_one(
+            "select pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1",
+            &[],
+        )
+        .await
+        .map_err(|e| ApiError::from_db(e, "reading the feed head"))?;
+    Ok(FeedCursor {
+        txid: row.get(0),
+        id: i64::MAX,
+    })
 }
 
 /// Feed events after `after`, oldest first, on contacts the caller may read.

@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - One message row per `MessageSid` (unique), one lead per unknown sender
-//!   (the sender is locked until commit), one notification per message.
+//!   (the sender is locked until commit), one feed event per message (V11 trigger).
 //! - A status only moves forward (`status::MessageStatus::may_become`);
 //!   every callback is kept in `message_status_events`, applied or not.
 //! - Media is not fetched here: one `fetch_twilio_media` job per file goes
@@ -105,10 +105,9 @@ pub async fn inbound<C: GenericClient>(
     };
     let metadata = json!({"message_id": message_id, "channel": msg.channel.as_str(),
                           "num_media": msg.media.len(), "provider_sid": msg.sid.as_str()});
-    let activity_id = store::log_and_notify(
+    let activity_id = store::log_inbound(
         &tx,
         contact_id,
-        message_id,
         body.as_deref().map(|b| clip(b, 4000)).as_deref(),
         &metadata,
         event_id,

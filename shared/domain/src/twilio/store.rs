@@ -1,5 +1,5 @@
 //! SQL of the Twilio webhook (migrations/V8): sender matching, the lead and
-//! its deal, messages, status callbacks, notifications and opt-outs. Every
+//! its deal, messages, status callbacks and opt-outs. Every
 //! function runs inside the caller's transaction.
 
 use super::form::Channel;
@@ -196,38 +196,29 @@ pub async fn insert_inbound(
     Ok(row.map(|r| r.get(0)))
 }
 
-/// The `message_in` timeline entry (on the contact's open deal, if any) and
-/// the notification of the new message, in one statement.
-pub async fn log_and_notify(
+/// The `message_in` timeline entry (on the contact's open deal, if any).
+/// Nothing else is raised: unread is the message's own `is_read`, and the
+/// console learns of it from the durable feed (V20 dropped `notifications`).
+pub async fn log_inbound(
     db: &impl GenericClient,
     contact_id: Uuid,
-    message_id: Uuid,
     body: Option<&str>,
     metadata: &Value,
     event_id: Uuid,
 ) -> anyhow::Result<Uuid> {
     let stmt = db
         .prepare_cached(
-            "with activity as ( \
-                 insert into activities (type, contact_id, deal_id, body, metadata, actor, source_event_id) \
-                 values ('message_in', $1, (select id from deals where contact_id = $1 and status = 'open' \
-                                            order by created_at desc limit 1), $2, $3, $4, $5) \
-                 returning id), \
-             notification as ( \
-                 insert into notifications (kind, contact_id, message_id, payload) \
-                 select 'message_in', $1, $6, jsonb_build_object('activity_id', id) || $3 from activity \
-                 on conflict (kind, message_id) do nothing) \
-             select id from activity",
+            "insert into activities (type, contact_id, deal_id, body, metadata, actor, source_event_id) \
+             values ('message_in', $1, (select id from deals where contact_id = $1 and status = 'open' \
+                                        order by created_at desc limit 1), $2, $3, $4, $5) \
+             returning id",
         )
         .await
-        .context("preparing the timeline entry and notification")?;
+        .context("preparing the timeline entry")?;
     let row = db
-        .query_one(
-            &stmt,
-            &[&contact_id, &body, metadata, &ACTOR, &event_id, &message_id],
-        )
+        .query_one(&stmt, &[&contact_id, &body, metadata, &ACTOR, &event_id])
         .await
-        .context("logging the message and raising its notification")?;
+        .context("logging the inbound message")?;
     Ok(row.get(0))
 }
 
