@@ -19,21 +19,15 @@ const SECRET: &str = "test-jwt-secret";
 fn deps(db: &TestDb) -> Deps {
     Deps {
         pool: build_pool(&DatabaseConfig::from_url(&db.url, 4).unwrap()).unwrap(),
-        api: ApiConfig {
-            jwt: JwtVerifier::new(&Secret::new(SECRET).unwrap()),
-            phone_region: PhoneRegion::default(),
-        },
+        api: ApiConfig::local(
+            JwtVerifier::new(&Secret::new(SECRET).unwrap()),
+            PhoneRegion::default(),
+        ),
     }
 }
 
 fn token(sub: &str, role: Role) -> String {
-    let claims = Claims {
-        sub: sub.into(),
-        role,
-        caps: vec![],
-        exp: 4_102_444_800,
-        iat: None,
-    };
+    let claims = Claims::issued_now(sub, role, vec![]);
     mint(&Secret::new(SECRET).unwrap(), &claims)
 }
 

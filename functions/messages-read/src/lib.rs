@@ -279,7 +279,7 @@ async fn serve_media(
     deps: &Deps,
     params: &[&str],
 ) -> Result<Response<Body>, ApiError> {
-    let who = api::authenticate(req, &deps.api.jwt)?;
+    let who = api::authenticate(req, &deps.api, &deps.pool).await?;
     tracing::Span::current().record("user_id", who.user_id());
     let id = path_uuid(params, "message")?;
     let index = media::parse_index(params.get(1).copied().unwrap_or_default())?;

@@ -15,13 +15,7 @@ use local_runner::routes;
 use serde_json::{Value, json};
 
 fn token(sub: &str) -> String {
-    let claims = Claims {
-        sub: sub.into(),
-        role: Role::Member,
-        caps: vec![],
-        exp: 4_102_444_800,
-        iat: None,
-    };
+    let claims = Claims::issued_now(sub, Role::Member, vec![]);
     mint(&Secret::new("test-jwt-secret").unwrap(), &claims)
 }
 
