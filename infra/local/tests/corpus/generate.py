@@ -271,6 +271,33 @@ for q in ["cursor=!!!", "cursor=AAAA", "limit=abc", "limit=99999999999999999999"
     add("GET", f"/api/v1/c2s/leads?{q}", "bearer", None, ct=None, note="bad query")
     add("GET", f"/api/v1/admin/webhook-events?{q}", "bearer", None, ct=None, note="bad query")
 
+# Routes added with accounts (sign-in, users) and the console API (inbox, media, timeline).
+for p in ["/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/auth/set-password"]:
+    add("POST", p, "none", "{", note="truncated JSON")
+    add("POST", p, "none", None, b64=b'{"email": "\xff"}', note="invalid UTF-8")
+    add("POST", p, "none", json.dumps({"password": BIG}), note="huge body (413)")
+    add("POST", p, "none", '{"email": "a@b.com"}', ct="text/plain", note="wrong content type")
+add("POST", "/api/v1/auth/login", "none", json.dumps([1, 2]), note="array body")
+add("POST", "/api/v1/auth/set-password", "none", '{"token": 5, "token": "x"}', note="duplicate keys, wrong type")
+for m, p in [("POST", "/api/v1/me/password"), ("POST", "/api/v1/users"), ("PATCH", "/api/v1/users/{uuid}"),
+             ("POST", "/api/v1/users/{uuid}/sign-out-everywhere"), ("POST", "/api/v1/users/{uuid}/password-link"),
+             ("POST", "/api/conversations/{uuid}/read")]:
+    add(m, p, "none", "{}", note="no token")
+    add(m, p, "none", "{}", headers={"authorization": "Bearer not.a.jwt"}, note="malformed token")
+for m, p in [("POST", "/api/v1/users"), ("PATCH", "/api/v1/users/{uuid}")]:
+    add(m, p, "bearer", "{", note="truncated JSON")
+    add(m, p, "bearer", json.dumps({"name": BIG}), note="huge body (413)")
+    add(m, p, "bearer", json.dumps({"email": "a@b.com", "name": "A", "role": "owner", "caps": []}), note="unknown role")
+for p in ["/api/v1/me", "/api/v1/users", "/api/conversations", "/crm/contacts/{uuid}/timeline", "/api/messages/{uuid}/media/0"]:
+    add("GET", p, "none", None, ct=None, note="no token")
+    add("GET", p, "none", None, ct=None, headers={"authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}, note="alg none token")
+for q in ["cursor=!!!", "cursor=AAAA", "limit=abc"]:
+    add("GET", f"/api/conversations?{q}", "bearer", None, ct=None, note="bad query")
+    add("GET", f"/crm/contacts/{{contact}}/timeline?{q}", "bearer", None, ct=None, note="bad query")
+add("GET", "/api/conversations?channel=fax", "bearer", None, ct=None, note="unknown channel")
+add("GET", "/crm/contacts/{contact}/timeline?type=exploded", "bearer", None, ct=None, note="unknown activity type")
+add("GET", "/api/messages/{uuid}/media/abc", "bearer", None, ct=None, note="bad media index")
+
 # Unsubscribe: bad tokens (400 HTML pages)
 for t in ["", "x", "a.b", "%00", "x" * 5000, base64.urlsafe_b64encode(b'{"c":"x"}').decode() + ".AAAA"]:
     add("GET", f"/api/v1/crm/unsubscribe?token={t}", "none", None, ct=None, note="bad unsubscribe token")

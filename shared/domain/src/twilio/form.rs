@@ -123,13 +123,20 @@ impl Channel {
 
 /// A Twilio message SID: `SM` (SMS/WhatsApp) or `MM` (MMS) and hex digits,
 /// at most 34 characters in all (Twilio's are `SM` + 32 hex). `hello` is not one.
+/// The local send sink's labelled SIDs (`SMlocal` + 32 hex, send-worker's
+/// `sink_sid`) are accepted too, so status callbacks can be replayed against
+/// `make run`; they still need a valid signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageSid(String);
 
 impl MessageSid {
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let raw = raw.trim();
-        let hex = raw.strip_prefix("SM").or_else(|| raw.strip_prefix("MM"));
+        let hex = raw
+            .strip_prefix("SMlocal")
+            .filter(|h| h.len() == 32)
+            .or_else(|| raw.strip_prefix("SM"))
+            .or_else(|| raw.strip_prefix("MM"));
         match hex {
             Some(h)
                 if !h.is_empty() && h.len() <= 32 && h.chars().all(|c| c.is_ascii_hexdigit()) =>
@@ -390,6 +397,8 @@ mod tests {
         bad("MessageSid=SM-1&Body=x&From=%2B905321234567", "MessageSid");
         // Issue 13: not a SID, not a media URL.
         bad("MessageSid=hello&Body=x&From=%2B905321234567", "MessageSid");
+        bad("MessageSid=SMlocalzz&Body=x&From=%2B905321234567", "MessageSid");
+        assert!(MessageSid::parse("SMlocal0123456789abcdef0123456789abcdef").is_ok());
         bad(
             "MessageSid=SM1&NumMedia=1&MediaUrl0=not-a-url&From=%2B905321234567",
             "MediaUrl0",
