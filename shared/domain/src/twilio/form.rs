@@ -397,7 +397,10 @@ mod tests {
         bad("MessageSid=SM-1&Body=x&From=%2B905321234567", "MessageSid");
         // Issue 13: not a SID, not a media URL.
         bad("MessageSid=hello&Body=x&From=%2B905321234567", "MessageSid");
-        bad("MessageSid=SMlocalzz&Body=x&From=%2B905321234567", "MessageSid");
+        bad(
+            "MessageSid=SMlocalzz&Body=x&From=%2B905321234567",
+            "MessageSid",
+        );
         assert!(MessageSid::parse("SMlocal0123456789abcdef0123456789abcdef").is_ok());
         bad(
             "MessageSid=SM1&NumMedia=1&MediaUrl0=not-a-url&From=%2B905321234567",
