@@ -100,17 +100,6 @@ pub enum Action {
     },
 }
 
-/// `rawPath` from `/crm/` on, or from `/api/v1/` for the lead-routing route
-/// (a stage or a local tool's prefix dropped).
-pub fn raw_path(req: &Request) -> String {
-    let path = api::raw_path(req);
-    if path.starts_with("/crm/") {
-        path
-    } else {
-        api::raw_path_from(req, "/api/v1/")
-    }
-}
-
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     let span = tracing::info_span!(
         "crm_actions",
@@ -118,7 +107,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
         user_id = tracing::field::Empty,
     );
     async move {
-        let path = raw_path(&req);
+        let path = api::raw_path_crm_or_api_v1(&req);
         let (pattern, params) = match api::route(ROUTES, req.method().as_str(), &path) {
             Ok(found) => found,
             Err(miss) => return miss.response(),

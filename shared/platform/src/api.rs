@@ -161,6 +161,17 @@ pub fn raw_path(req: &Request) -> String {
     raw_path_from(req, "/crm/")
 }
 
+/// [`raw_path`] for a function serving both `/crm/…` routes and `/api/v1/…`
+/// ones (crm-actions, crm-read: the lead-routing routes).
+pub fn raw_path_crm_or_api_v1(req: &Request) -> String {
+    let path = raw_path(req);
+    if path.starts_with("/crm/") {
+        path
+    } else {
+        raw_path_from(req, "/api/v1/")
+    }
+}
+
 /// [`raw_path`] for routes that start at `marker` (e.g. `/api/`): the path
 /// from its first occurrence on, or the whole path without it.
 pub fn raw_path_from(req: &Request, marker: &str) -> String {
